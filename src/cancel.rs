@@ -1,0 +1,229 @@
+//! Shortcircuit and cancellation state shared by the tasks of one run, and
+//! [`is_cancelled`] for the code running inside them.
+//!
+//! Every task (a rayon leaf, folding a run of adjacent items) owns a
+//! *position*: the items of the run are laid out on a line and split into
+//! intervals as rayon splits the work, so a task to the left of another has a
+//! smaller position. The run keeps one number, the *horizon*: the position of
+//! the leftmost task known to have ended the run (by a `Break` or a panic).
+//! A task is cancelled exactly when its position is right of the horizon.
+//! Deterministic runs lower the horizon to the event's position, so work to
+//! the left of it goes on; any-order runs drop it to 0, which cancels all.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crossbeam_utils::CachePadded;
+
+use crate::config::{Config, ScopeGuard};
+
+/// The smallest position a task can have; 0 is below every task.
+pub(crate) const FIRST_POSITION: usize = 1;
+
+/// The shortcircuit state of one run.
+pub(crate) struct Shortcircuit {
+    /// Position of the leftmost known event; `usize::MAX` while there is none.
+    ///
+    /// Every access is `Relaxed`: the horizon only decides which work is
+    /// skipped, never what a result is. A task that reads a stale (higher)
+    /// horizon does work that the in-order reduction then discards; results
+    /// themselves travel through rayon's `join`, which orders them. Padded
+    /// because every worker reads it per item while the rest of the
+    /// allocation (the `Arc` counts) is written per task.
+    horizon: CachePadded<AtomicUsize>,
+    /// Set when the run stops for a reason outside its items (a panic in
+    /// `merge`, the cancellation of the task that started the run): its
+    /// result, whatever the reduction makes of it, is not to be trusted.
+    aborted: AtomicBool,
+    deterministic: bool,
+    /// The task that started this run, when it is nested in another run.
+    parent: Option<Token>,
+}
+
+impl Shortcircuit {
+    pub(crate) fn new(deterministic: bool, parent: Option<Token>) -> Arc<Shortcircuit> {
+        Arc::new(Shortcircuit {
+            horizon: CachePadded::new(AtomicUsize::new(usize::MAX)),
+            aborted: AtomicBool::new(false),
+            deterministic,
+            parent,
+        })
+    }
+
+    /// Whether the task at `position` can stop: the hot-path check, one
+    /// relaxed load.
+    #[inline]
+    pub(crate) fn is_past(&self, position: usize) -> bool {
+        self.horizon.load(Ordering::Relaxed) < position
+    }
+
+    /// Whether anything has ended or aborted the run yet.
+    pub(crate) fn has_event(&self) -> bool {
+        self.horizon.load(Ordering::Relaxed) != usize::MAX
+    }
+
+    /// The task at `position` ended the run (a `Break` or a panic): cancel
+    /// everything right of it (deterministic) or everything (any order).
+    pub(crate) fn record_event(&self, position: usize) {
+        if self.deterministic {
+            self.horizon.fetch_min(position, Ordering::Relaxed);
+        } else {
+            self.horizon.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Stop every task: the run's result will be discarded.
+    pub(crate) fn abort(&self) {
+        self.aborted.store(true, Ordering::Relaxed);
+        self.horizon.store(0, Ordering::Relaxed);
+    }
+
+    /// Whether [`abort`](Self::abort) was called. Read after the run's
+    /// `join`s have completed, which orders it after every store.
+    pub(crate) fn is_aborted(&self) -> bool {
+        self.aborted.load(Ordering::Relaxed)
+    }
+
+    /// Whether the task that started this run was cancelled; if so, abort.
+    /// Checked where work is split or started, not per item.
+    pub(crate) fn abort_if_parent_cancelled(&self) -> bool {
+        let cancelled = self.parent.as_ref().is_some_and(Token::is_cancelled);
+        if cancelled {
+            self.abort();
+        }
+        cancelled
+    }
+}
+
+/// A task's claim on its run: the run's state and the task's position.
+#[derive(Clone)]
+pub(crate) struct Token {
+    run: Arc<Shortcircuit>,
+    position: usize,
+}
+
+impl Token {
+    pub(crate) fn new(run: Arc<Shortcircuit>, position: usize) -> Token {
+        Token { run, position }
+    }
+
+    /// Whether this task's result can no longer matter, here or in any run
+    /// it is nested in.
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.run.is_past(self.position) || self.run.parent.as_ref().is_some_and(Token::is_cancelled)
+    }
+}
+
+thread_local! {
+    /// The task this thread is running, if any.
+    static CURRENT: Cell<Option<Token>> = const { Cell::new(None) };
+}
+
+/// True inside `compute` once the running item's result can no longer
+/// matter: the run was shortcircuited left of it (or, in any-order mode,
+/// anywhere), it failed, or the task that started it was itself cancelled.
+/// False outside a run. Long computations poll it and return early; what
+/// they return is discarded.
+///
+/// ```
+/// use mapreduce::{is_cancelled, jobs, par_map_reduce};
+///
+/// assert!(!is_cancelled());
+/// let job = jobs::find_first(|x: &u64, _: &()| {
+///     // A long computation would poll this and give up early.
+///     !is_cancelled() && *x == 10
+/// });
+/// assert_eq!(par_map_reduce(0..100u64, &(), job).unwrap(), Some(10));
+/// ```
+pub fn is_cancelled() -> bool {
+    CURRENT.with(|current| {
+        let token = current.take();
+        let cancelled = token.as_ref().is_some_and(Token::is_cancelled);
+        current.set(token);
+        cancelled
+    })
+}
+
+/// The task this thread is running, to become the parent of a nested run.
+pub(crate) fn current_task() -> Option<Token> {
+    CURRENT.with(|current| {
+        let token = current.take();
+        let copy = token.clone();
+        current.set(token);
+        copy
+    })
+}
+
+/// Marks this thread as running a task of a run, under the run's config,
+/// until dropped (also when user code unwinds).
+pub(crate) struct TaskFrame {
+    previous: Option<Token>,
+    _config: ScopeGuard,
+}
+
+impl TaskFrame {
+    pub(crate) fn enter(token: Token, config: &Config) -> TaskFrame {
+        let previous = CURRENT.with(|current| current.replace(Some(token)));
+        TaskFrame {
+            previous,
+            _config: ScopeGuard::enter(config.clone()),
+        }
+    }
+}
+
+impl Drop for TaskFrame {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        CURRENT.with(|current| current.set(previous));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deterministic_event_cancels_only_the_right() {
+        let run = Shortcircuit::new(true, None);
+        assert!(!run.has_event());
+        run.record_event(10);
+        run.record_event(20);
+        assert!(!run.is_past(5) && !run.is_past(10) && run.is_past(11));
+        run.record_event(7);
+        assert!(run.is_past(8) && !run.is_past(7));
+        assert!(!run.is_aborted());
+    }
+
+    #[test]
+    fn any_order_event_cancels_everything() {
+        let run = Shortcircuit::new(false, None);
+        run.record_event(10);
+        assert!(run.is_past(FIRST_POSITION));
+    }
+
+    #[test]
+    fn cancellation_reaches_nested_runs() {
+        let outer = Shortcircuit::new(true, None);
+        let inner = Shortcircuit::new(true, Some(Token::new(Arc::clone(&outer), 50)));
+        let task = Token::new(Arc::clone(&inner), FIRST_POSITION);
+        assert!(!task.is_cancelled() && !inner.abort_if_parent_cancelled());
+        outer.record_event(3);
+        assert!(task.is_cancelled());
+        assert!(inner.abort_if_parent_cancelled() && inner.is_aborted());
+    }
+
+    #[test]
+    fn frame_sets_and_restores_the_current_task() {
+        assert!(!is_cancelled() && current_task().is_none());
+        let run = Shortcircuit::new(true, None);
+        {
+            let _frame = TaskFrame::enter(Token::new(Arc::clone(&run), 9), &Config::default().with_workers(3));
+            assert!(!is_cancelled());
+            assert_eq!(Config::current().workers(), 3);
+            run.record_event(2);
+            assert!(is_cancelled());
+        }
+        assert!(!is_cancelled() && current_task().is_none());
+    }
+}

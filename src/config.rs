@@ -1,0 +1,449 @@
+//! Scoped configuration: worker count, progress bars, parallel and
+//! deterministic modes (PyPhi: `config.override(...)`).
+
+use std::cell::RefCell;
+use std::sync::OnceLock;
+
+use crate::error::ConfigError;
+
+/// Environment variable for the default worker count (PyPhi: `NUMBER_OF_CORES`).
+pub const ENV_WORKERS: &str = "MAPREDUCE_WORKERS";
+/// Environment variable for the default of progress bars (PyPhi: `PROGRESS_BARS`).
+pub const ENV_PROGRESS: &str = "MAPREDUCE_PROGRESS";
+/// Environment variable for the default of parallel runs (PyPhi: `PARALLEL`).
+pub const ENV_PARALLEL: &str = "MAPREDUCE_PARALLEL";
+/// Environment variable for the default of deterministic shortcircuits.
+pub const ENV_DETERMINISTIC: &str = "MAPREDUCE_DETERMINISTIC";
+
+/// How runs behave: how many workers, whether to draw progress bars, whether
+/// to run in parallel at all, and whether shortcircuits are deterministic.
+///
+/// A `Config` is a value: build one from [`Config::current`] with the
+/// `with_*` methods and apply it with [`Config::scope`]. The scope reaches
+/// every task of every run started inside it, on whatever thread the task
+/// runs, and every run nested inside those tasks.
+///
+/// ```
+/// use mapreduce::{jobs, par_map_reduce, Config};
+///
+/// let total = Config::current()
+///     .with_workers(2)
+///     .with_progress_bars(false)
+///     .scope(|| par_map_reduce(0..1000u64, &(), jobs::sum(|x: u64, _: &()| x)))
+///     .unwrap();
+/// assert_eq!(total, 499_500);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    workers: isize,
+    progress_bars: bool,
+    parallel: bool,
+    deterministic: bool,
+    /// Environment values that did not parse; reported when a run starts,
+    /// forgotten once the setting they concern is set explicitly.
+    env_errors: Vec<ConfigError>,
+}
+
+thread_local! {
+    /// The innermost configuration in force on this thread: set by
+    /// `Config::scope` and, inside a task, by the engine to the run's config.
+    static SCOPED: RefCell<Option<Config>> = const { RefCell::new(None) };
+}
+
+impl Default for Config {
+    /// The built-in defaults, ignoring the environment: all cores, progress
+    /// bars on, parallel on, deterministic on.
+    ///
+    /// ```
+    /// let config = mapreduce::Config::default();
+    /// assert_eq!(config.workers(), -1);
+    /// assert!(config.progress_bars() && config.parallel() && config.deterministic());
+    /// ```
+    fn default() -> Self {
+        Config {
+            workers: -1,
+            progress_bars: true,
+            parallel: true,
+            deterministic: true,
+            env_errors: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// The configuration in force here: the innermost [`scope`](Self::scope),
+    /// else the process default (see [`Config::from_env`], read once).
+    /// Never panics: a bad environment value is reported as
+    /// [`Error::Config`](crate::Error::Config) when a run starts.
+    ///
+    /// ```
+    /// use mapreduce::Config;
+    ///
+    /// let inner = Config::current().with_workers(1).scope(Config::current);
+    /// assert_eq!(inner.workers(), 1);
+    /// ```
+    pub fn current() -> Config {
+        SCOPED
+            .with(|scoped| scoped.borrow().clone())
+            .unwrap_or_else(|| process_default().clone())
+    }
+
+    /// The defaults as the environment sets them now: `MAPREDUCE_WORKERS`
+    /// (an integer, see [`with_workers`](Self::with_workers)),
+    /// `MAPREDUCE_PROGRESS`, `MAPREDUCE_PARALLEL` and
+    /// `MAPREDUCE_DETERMINISTIC` (booleans: 1/0, true/false, yes/no, on/off).
+    /// Unset variables keep the built-in [`Default`]. Values that do not parse
+    /// are kept as errors that the next run using this config returns.
+    ///
+    /// ```
+    /// let config = mapreduce::Config::from_env();
+    /// assert!(config.workers() != 0 || config.check().is_err());
+    /// ```
+    pub fn from_env() -> Config {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`from_env`](Self::from_env) with the variables looked up by `lookup`.
+    pub(crate) fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Config {
+        let mut config = Config::default();
+        if let Some(value) = lookup(ENV_WORKERS) {
+            match parse_workers(&value) {
+                Ok(workers) => config.workers = workers,
+                Err(reason) => config.env_errors.push(ConfigError::InvalidEnv {
+                    variable: ENV_WORKERS,
+                    value,
+                    reason,
+                }),
+            }
+        }
+        for (variable, slot) in [
+            (ENV_PROGRESS, &mut config.progress_bars),
+            (ENV_PARALLEL, &mut config.parallel),
+            (ENV_DETERMINISTIC, &mut config.deterministic),
+        ] {
+            if let Some(value) = lookup(variable) {
+                match parse_bool(&value) {
+                    Some(on) => *slot = on,
+                    None => config.env_errors.push(ConfigError::InvalidEnv {
+                        variable,
+                        value,
+                        reason: "expected a boolean: 1/0, true/false, yes/no or on/off".into(),
+                    }),
+                }
+            }
+        }
+        config
+    }
+
+    /// PyPhi's `NUMBER_OF_CORES`: `n > 0` asks for `n` workers (more than the
+    /// machine has is clamped, with an info log); `-1` means all cores, `-2`
+    /// all but one, and so on; `0` or too negative is an error when a run
+    /// starts.
+    ///
+    /// ```
+    /// let config = mapreduce::Config::current().with_workers(-1);
+    /// assert_eq!(config.workers(), -1);
+    /// assert!(config.num_workers().unwrap() >= 1);
+    /// ```
+    pub fn with_workers(mut self, n: isize) -> Config {
+        self.workers = n;
+        self.forget_env_error(ENV_WORKERS);
+        self
+    }
+
+    /// Draw a progress bar for top-level runs (only when stderr is a terminal).
+    ///
+    /// ```
+    /// assert!(!mapreduce::Config::current().with_progress_bars(false).progress_bars());
+    /// ```
+    pub fn with_progress_bars(mut self, on: bool) -> Config {
+        self.progress_bars = on;
+        self.forget_env_error(ENV_PROGRESS);
+        self
+    }
+
+    /// Off: runs process their items one at a time, in order (PyPhi:
+    /// `run(parallel=False)`): `par_map_reduce_iter` on the calling thread,
+    /// `par_map_reduce` on a single worker.
+    ///
+    /// ```
+    /// use mapreduce::{jobs, par_map_reduce, Config};
+    ///
+    /// let order = Config::current()
+    ///     .with_parallel(false)
+    ///     .scope(|| par_map_reduce(0..5, &(), jobs::collect(|x: i32, _: &()| x)))
+    ///     .unwrap();
+    /// assert_eq!(order, [0, 1, 2, 3, 4]);
+    /// ```
+    pub fn with_parallel(mut self, on: bool) -> Config {
+        self.parallel = on;
+        self.forget_env_error(ENV_PARALLEL);
+        self
+    }
+
+    /// On (the default): the result of a shortcircuited run is exactly the
+    /// sequential result (the leftmost `Break` wins; items left of it are
+    /// still computed). Off: the first `Break` found wins and everything else
+    /// stops at once.
+    ///
+    /// ```
+    /// use mapreduce::{jobs, par_map_reduce, Config};
+    ///
+    /// let found = Config::current()
+    ///     .with_deterministic(false)
+    ///     .scope(|| par_map_reduce(0..10_000u32, &(), jobs::find_first(|x: &u32, _: &()| x % 1000 == 999)))
+    ///     .unwrap();
+    /// assert_eq!(found.map(|x| x % 1000), Some(999));
+    /// ```
+    pub fn with_deterministic(mut self, on: bool) -> Config {
+        self.deterministic = on;
+        self.forget_env_error(ENV_DETERMINISTIC);
+        self
+    }
+
+    /// Run `f` under this configuration: on this thread, and in every task
+    /// and nested run started inside `f`, whatever thread runs it. The
+    /// previous configuration is back when `f` returns or unwinds.
+    ///
+    /// ```
+    /// use mapreduce::{jobs, par_map_reduce, Config};
+    ///
+    /// let seen = Config::current().with_workers(1).scope(|| {
+    ///     par_map_reduce(0..4, &(), jobs::collect(|_: i32, _: &()| Config::current().workers()))
+    /// });
+    /// assert_eq!(seen.unwrap(), [1, 1, 1, 1]);
+    /// ```
+    pub fn scope<R>(self, f: impl FnOnce() -> R) -> R {
+        let _scope = ScopeGuard::enter(self);
+        f()
+    }
+
+    /// The worker count this configuration resolves to on this machine.
+    ///
+    /// ```
+    /// use mapreduce::Config;
+    ///
+    /// assert_eq!(Config::current().with_workers(1).num_workers(), Ok(1));
+    /// assert!(Config::current().with_workers(0).num_workers().is_err());
+    /// ```
+    pub fn num_workers(&self) -> Result<usize, ConfigError> {
+        self.check()?;
+        Config::resolve_workers(self.workers, available_cores())
+    }
+
+    /// The rule itself, for any machine size: `n > 0` gives `min(n,
+    /// available)`, `-k` gives `available + 1 - k`, and `0` or a count that
+    /// leaves no worker is an error.
+    ///
+    /// ```
+    /// use mapreduce::Config;
+    ///
+    /// assert_eq!(Config::resolve_workers(-1, 8), Ok(8));
+    /// assert_eq!(Config::resolve_workers(-2, 8), Ok(7));
+    /// assert_eq!(Config::resolve_workers(3, 2), Ok(2));
+    /// assert!(Config::resolve_workers(-9, 8).is_err());
+    /// ```
+    pub fn resolve_workers(requested: isize, available: usize) -> Result<usize, ConfigError> {
+        let available = available.max(1);
+        match requested {
+            0 => Err(ConfigError::ZeroWorkers),
+            n if n > 0 => {
+                let n = n.unsigned_abs();
+                if n > available {
+                    log::info!("{n} workers requested but {available} cores available: using {available}");
+                }
+                Ok(n.min(available))
+            }
+            n => {
+                let all_but = n.unsigned_abs() - 1;
+                match available.checked_sub(all_but) {
+                    Some(workers) if workers > 0 => Ok(workers),
+                    _ => Err(ConfigError::TooNegative {
+                        requested,
+                        available,
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Whether a run under this configuration can start: the first bad
+    /// environment value, if any.
+    ///
+    /// ```
+    /// assert!(mapreduce::Config::default().check().is_ok());
+    /// ```
+    pub fn check(&self) -> Result<(), ConfigError> {
+        match self.env_errors.first() {
+            Some(err) => Err(err.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// The requested worker count, before [`num_workers`](Self::num_workers)
+    /// resolves it.
+    ///
+    /// ```
+    /// assert_eq!(mapreduce::Config::default().with_workers(-2).workers(), -2);
+    /// ```
+    pub fn workers(&self) -> isize {
+        self.workers
+    }
+
+    /// Whether top-level runs draw a progress bar.
+    ///
+    /// ```
+    /// assert!(mapreduce::Config::default().progress_bars());
+    /// ```
+    pub fn progress_bars(&self) -> bool {
+        self.progress_bars
+    }
+
+    /// Whether runs use the pool.
+    ///
+    /// ```
+    /// assert!(mapreduce::Config::default().parallel());
+    /// ```
+    pub fn parallel(&self) -> bool {
+        self.parallel
+    }
+
+    /// Whether shortcircuits return exactly the sequential result.
+    ///
+    /// ```
+    /// assert!(mapreduce::Config::default().deterministic());
+    /// ```
+    pub fn deterministic(&self) -> bool {
+        self.deterministic
+    }
+
+    fn forget_env_error(&mut self, variable: &str) {
+        self.env_errors
+            .retain(|err| !matches!(err, ConfigError::InvalidEnv { variable: v, .. } if *v == variable));
+    }
+}
+
+/// Makes a configuration the innermost one on this thread until dropped.
+pub(crate) struct ScopeGuard {
+    previous: Option<Config>,
+}
+
+impl ScopeGuard {
+    pub(crate) fn enter(config: Config) -> ScopeGuard {
+        let previous = SCOPED.with(|scoped| scoped.replace(Some(config)));
+        ScopeGuard { previous }
+    }
+}
+
+impl Drop for ScopeGuard {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        SCOPED.with(|scoped| *scoped.borrow_mut() = previous);
+    }
+}
+
+/// The configuration outside any scope: the environment, read once.
+fn process_default() -> &'static Config {
+    static DEFAULT: OnceLock<Config> = OnceLock::new();
+    DEFAULT.get_or_init(Config::from_env)
+}
+
+/// The cores this process may use (affinity and cgroup limits included).
+pub(crate) fn available_cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+fn parse_workers(value: &str) -> Result<isize, String> {
+    match value.trim().parse::<isize>() {
+        Ok(0) => Err("0 workers: use n > 0 workers, or -1 for all cores, -2 for all but one".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("expected an integer: n > 0 workers, or -1 for all cores, -2 for all but one".into()),
+    }
+}
+
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Config {
+        let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|name| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn worker_rule_matches_pyphi() {
+        assert_eq!(Config::resolve_workers(0, 2), Err(ConfigError::ZeroWorkers));
+        assert_eq!(Config::resolve_workers(-1, 2), Ok(2));
+        assert_eq!(Config::resolve_workers(-2, 2), Ok(1));
+        assert_eq!(
+            Config::resolve_workers(-3, 2),
+            Err(ConfigError::TooNegative { requested: -3, available: 2 })
+        );
+        assert_eq!(Config::resolve_workers(3, 2), Ok(2));
+        assert_eq!(Config::resolve_workers(1, 2), Ok(1));
+        assert_eq!(Config::resolve_workers(isize::MIN, 2).unwrap_err().to_string().contains("leaves none"), true);
+        assert_eq!(Config::resolve_workers(isize::MAX, 64), Ok(64));
+    }
+
+    #[test]
+    fn env_values_parse() {
+        let config = env(&[
+            (ENV_WORKERS, " 3 "),
+            (ENV_PROGRESS, "off"),
+            (ENV_PARALLEL, "No"),
+            (ENV_DETERMINISTIC, "0"),
+        ]);
+        assert_eq!(config.workers(), 3);
+        assert!(!config.progress_bars() && !config.parallel() && !config.deterministic());
+        assert!(config.check().is_ok());
+        assert_eq!(env(&[]), Config::default());
+    }
+
+    #[test]
+    fn bad_env_values_name_their_variable() {
+        for (variable, value) in [
+            (ENV_WORKERS, "many"),
+            (ENV_WORKERS, "0"),
+            (ENV_WORKERS, ""),
+            (ENV_PROGRESS, "maybe"),
+            (ENV_PARALLEL, "2"),
+            (ENV_DETERMINISTIC, "yes please"),
+        ] {
+            let config = env(&[(variable, value)]);
+            let err = config.check().unwrap_err();
+            assert!(err.to_string().contains(variable), "{err}");
+            assert_eq!(config.num_workers().unwrap_err(), err);
+        }
+    }
+
+    #[test]
+    fn explicit_setting_overrides_bad_env_value() {
+        let config = env(&[(ENV_WORKERS, "lots"), (ENV_PROGRESS, "sure")]);
+        let config = config.with_workers(1);
+        assert!(config.check().unwrap_err().to_string().contains(ENV_PROGRESS));
+        assert_eq!(config.with_progress_bars(false).num_workers(), Ok(1));
+    }
+
+    #[test]
+    fn scope_nests_and_restores_even_on_panic() {
+        let outer = Config::current();
+        Config::default().with_workers(7).scope(|| {
+            assert_eq!(Config::current().workers(), 7);
+            let caught = std::panic::catch_unwind(|| {
+                Config::default().with_workers(3).scope(|| panic!("inside"));
+            });
+            assert!(caught.is_err());
+            assert_eq!(Config::current().workers(), 7);
+        });
+        assert_eq!(Config::current(), outer);
+    }
+}

@@ -1,0 +1,69 @@
+//! The reduction engine: a job over a rayon parallel iterator, folded per
+//! task, joined in order, with the shortcircuit of [`crate::cancel`].
+
+mod consumer;
+mod run;
+
+use std::ops::ControlFlow::{self, Break, Continue};
+
+use rayon::iter::ParallelIterator;
+
+pub(crate) use run::Run;
+
+use crate::cancel::{self, Shortcircuit};
+use crate::config::Config;
+use crate::error::Error;
+use crate::job::MapReduce;
+use crate::pool;
+use consumer::MapReduceConsumer;
+
+/// A whole run of `job` over a parallel iterator under the current config.
+pub(crate) fn map_reduce<P, C, J>(items: P, ctx: &C, job: &J) -> Result<J::Acc, Error>
+where
+    P: ParallelIterator,
+    C: Sync + ?Sized,
+    J: MapReduce<P::Item, C>,
+{
+    let config = Config::current();
+    config.check()?;
+    let workers = if config.parallel() { config.num_workers()? } else { 1 };
+    let parallel = config.parallel();
+    let deterministic = config.deterministic();
+    log::debug!(
+        "run {:?}: {workers} worker(s), {}{}",
+        job.description(),
+        if parallel { "parallel" } else { "sequential" },
+        if deterministic { ", deterministic" } else { ", any order" },
+    );
+    let state = Shortcircuit::new(deterministic, cancel::current_task());
+    let run = Run::new(job, ctx, config, state);
+    let flow = pool::install(workers, parallel, || drive(items, &run, Some(0)))??;
+    Ok(into_value(flow))
+}
+
+/// Drive `items` through `run` on the current thread's pool. `first_index`
+/// is the input index of the first item, used when `items` is indexed.
+pub(crate) fn drive<P, C, J>(items: P, run: &Run<'_, P::Item, J, C>, first_index: Option<usize>) -> Result<ControlFlow<J::Acc, J::Acc>, Error>
+where
+    P: ParallelIterator,
+    C: Sync + ?Sized,
+    J: MapReduce<P::Item, C>,
+{
+    // Only an input with a known length is split at exact item counts.
+    let first_index = first_index.filter(|_| items.opt_len().is_some());
+    let piece = items.drive_unindexed(MapReduceConsumer::new(run, first_index));
+    let outcome = run.finish(piece);
+    match &outcome {
+        Ok(Break(_)) => log::debug!("run {:?} shortcircuited", run.job.description()),
+        Err(err) => log::debug!("run {:?} failed: {err}", run.job.description()),
+        Ok(Continue(_)) => {}
+    }
+    outcome
+}
+
+/// The accumulator, whether the run broke or not.
+pub(crate) fn into_value<A>(flow: ControlFlow<A, A>) -> A {
+    match flow {
+        Continue(acc) | Break(acc) => acc,
+    }
+}

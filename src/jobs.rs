@@ -1,0 +1,419 @@
+//! Built-in jobs for the common cases, so most users never write `merge`.
+//!
+//! Each takes a closure `(item, &ctx) -> ...` that does the heavy per-item
+//! work; the job supplies `empty_result`, `process_result` and `merge`, which
+//! obey the merge law (so parallel results equal sequential ones).
+//!
+//! ```
+//! use mapreduce::{jobs, par_map_reduce};
+//!
+//! let cost = |x: u64, _: &()| (x * 7919 % 1000, x);
+//! assert_eq!(par_map_reduce(0..5000u64, &(), jobs::min_by_key(cost)).unwrap(), Some((0, 0)));
+//! assert_eq!(par_map_reduce(0..5000u64, &(), jobs::count(|x: &u64, _: &()| x % 3 == 0)).unwrap(), 1667);
+//! ```
+
+use std::marker::PhantomData;
+use std::ops::Add;
+use std::ops::ControlFlow::{self, Break, Continue};
+
+use crate::job::MapReduce;
+
+/// Collects `map(item)` for every item, in input order.
+pub struct Collect<F, T, C: ?Sized, U> {
+    map: F,
+    _types: PhantomData<fn(T, &C) -> U>,
+}
+
+/// A job that collects `map(item, ctx)` for every item into a `Vec`, in
+/// input order.
+///
+/// ```
+/// use mapreduce::{jobs, par_map_reduce};
+///
+/// let squares = par_map_reduce(0..5, &(), jobs::collect(|x: i32, _: &()| x * x)).unwrap();
+/// assert_eq!(squares, [0, 1, 4, 9, 16]);
+/// ```
+pub fn collect<T, C: ?Sized, U, F: Fn(T, &C) -> U + Sync>(map: F) -> Collect<F, T, C, U> {
+    Collect { map, _types: PhantomData }
+}
+
+impl<T, C: ?Sized, U: Send, F: Fn(T, &C) -> U + Sync> MapReduce<T, C> for Collect<F, T, C, U> {
+    type Output = U;
+    type Acc = Vec<U>;
+
+    fn empty_result(&self, _: &C) -> Vec<U> {
+        Vec::new()
+    }
+    fn compute(&self, item: T, ctx: &C) -> U {
+        (self.map)(item, ctx)
+    }
+    fn process_result(&self, new: U, mut acc: Vec<U>) -> ControlFlow<Vec<U>, Vec<U>> {
+        acc.push(new);
+        Continue(acc)
+    }
+    fn merge(&self, mut left: Vec<U>, mut right: Vec<U>) -> ControlFlow<Vec<U>, Vec<U>> {
+        if left.is_empty() {
+            return Continue(right);
+        }
+        left.append(&mut right);
+        Continue(left)
+    }
+}
+
+/// Adds up `map(item)` over all items.
+pub struct Sum<F, T, C: ?Sized, S> {
+    map: F,
+    _types: PhantomData<fn(T, &C) -> S>,
+}
+
+/// A job that adds up `map(item, ctx)`, starting from `S::default()`.
+/// Integer sums equal the sequential sum exactly; floating-point sums may
+/// differ in the last bits, because addition is grouped differently.
+///
+/// ```
+/// use mapreduce::{jobs, par_map_reduce};
+///
+/// let total = par_map_reduce(1..=100u64, &(), jobs::sum(|x: u64, _: &()| x)).unwrap();
+/// assert_eq!(total, 5050);
+/// ```
+pub fn sum<T, C: ?Sized, S, F: Fn(T, &C) -> S + Sync>(map: F) -> Sum<F, T, C, S> {
+    Sum { map, _types: PhantomData }
+}
+
+impl<T, C: ?Sized, S, F> MapReduce<T, C> for Sum<F, T, C, S>
+where
+    S: Default + Add<Output = S> + Send,
+    F: Fn(T, &C) -> S + Sync,
+{
+    type Output = S;
+    type Acc = S;
+
+    fn empty_result(&self, _: &C) -> S {
+        S::default()
+    }
+    fn compute(&self, item: T, ctx: &C) -> S {
+        (self.map)(item, ctx)
+    }
+    fn process_result(&self, new: S, acc: S) -> ControlFlow<S, S> {
+        Continue(acc + new)
+    }
+    fn merge(&self, left: S, right: S) -> ControlFlow<S, S> {
+        Continue(left + right)
+    }
+}
+
+/// Counts the items for which a predicate holds.
+pub struct Count<P, T, C: ?Sized> {
+    predicate: P,
+    _types: PhantomData<fn(T, &C)>,
+}
+
+/// A job that counts the items for which `predicate(&item, ctx)` holds.
+///
+/// ```
+/// use mapreduce::{jobs, par_map_reduce};
+///
+/// let even = par_map_reduce(0..10, &(), jobs::count(|x: &i32, _: &()| x % 2 == 0)).unwrap();
+/// assert_eq!(even, 5);
+/// ```
+pub fn count<T, C: ?Sized, P: Fn(&T, &C) -> bool + Sync>(predicate: P) -> Count<P, T, C> {
+    Count { predicate, _types: PhantomData }
+}
+
+impl<T, C: ?Sized, P: Fn(&T, &C) -> bool + Sync> MapReduce<T, C> for Count<P, T, C> {
+    type Output = bool;
+    type Acc = usize;
+
+    fn empty_result(&self, _: &C) -> usize {
+        0
+    }
+    fn compute(&self, item: T, ctx: &C) -> bool {
+        (self.predicate)(&item, ctx)
+    }
+    fn process_result(&self, hit: bool, acc: usize) -> ControlFlow<usize, usize> {
+        Continue(acc + usize::from(hit))
+    }
+    fn merge(&self, left: usize, right: usize) -> ControlFlow<usize, usize> {
+        Continue(left + right)
+    }
+}
+
+/// Which end of the key order a [`Best`] job keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    /// The smallest key.
+    Min,
+    /// The largest key.
+    Max,
+}
+
+/// Keeps the `(key, value)` with the smallest (or largest) key, the leftmost
+/// on ties; optionally stops at the first key as good as a bound.
+pub struct Best<F, T, C: ?Sized, K, V> {
+    evaluate: F,
+    keep: Keep,
+    stop_at: Option<K>,
+    _types: PhantomData<fn(T, &C) -> (K, V)>,
+}
+
+/// A job that keeps the `(key, value)` pair with the smallest key that
+/// `evaluate(item, ctx)` returns, the leftmost on ties; `None` for no items.
+/// With [`Best::stop_at`], it stops at the first key at or below a bound
+/// (PyPhi's search for a cut that loses nothing).
+///
+/// ```
+/// use mapreduce::{jobs, par_map_reduce};
+///
+/// // (cost, cut): the cheapest cut, stopping at the first free one.
+/// let job = jobs::min_by_key(|cut: u32, _: &()| ((cut * 37) % 101, cut)).stop_at(0);
+/// assert_eq!(par_map_reduce(1..1000u32, &(), job).unwrap(), Some((0, 101)));
+/// ```
+pub fn min_by_key<T, C: ?Sized, K: PartialOrd, V, F: Fn(T, &C) -> (K, V) + Sync>(evaluate: F) -> Best<F, T, C, K, V> {
+    Best { evaluate, keep: Keep::Min, stop_at: None, _types: PhantomData }
+}
+
+/// A job that keeps the `(key, value)` pair with the largest key, the
+/// leftmost on ties; with [`Best::stop_at`], it stops at the first key at or
+/// above a bound.
+///
+/// ```
+/// use mapreduce::{jobs, par_map_reduce};
+///
+/// let words = ["a", "bbb", "cc", "ddd"];
+/// let longest = par_map_reduce(words, &(), jobs::max_by_key(|w: &str, _: &()| (w.len(), w))).unwrap();
+/// assert_eq!(longest, Some((3, "bbb")));
+/// ```
+pub fn max_by_key<T, C: ?Sized, K: PartialOrd, V, F: Fn(T, &C) -> (K, V) + Sync>(evaluate: F) -> Best<F, T, C, K, V> {
+    Best { evaluate, keep: Keep::Max, stop_at: None, _types: PhantomData }
+}
+
+impl<F, T, C: ?Sized, K: PartialOrd, V> Best<F, T, C, K, V> {
+    /// Stop the run at the first key at or below `bound` (for
+    /// [`min_by_key`]) or at or above it (for [`max_by_key`]): no better
+    /// answer is wanted.
+    ///
+    /// ```
+    /// use mapreduce::{jobs, seq_map_reduce};
+    ///
+    /// let job = jobs::max_by_key(|x: i32, _: &()| (x, ())).stop_at(3);
+    /// assert_eq!(seq_map_reduce([1, 5, 9], &(), job).unwrap(), Some((5, ())));
+    /// ```
+    pub fn stop_at(mut self, bound: K) -> Self {
+        self.stop_at = Some(bound);
+        self
+    }
+
+    fn better(&self, new: &K, old: &K) -> bool {
+        match self.keep {
+            Keep::Min => new < old,
+            Keep::Max => new > old,
+        }
+    }
+
+    fn flow(&self, best: Option<(K, V)>) -> ControlFlow<Option<(K, V)>, Option<(K, V)>> {
+        let good_enough = match (&best, &self.stop_at) {
+            (Some((key, _)), Some(bound)) => !self.better(bound, key),
+            _ => false,
+        };
+        if good_enough {
+            Break(best)
+        } else {
+            Continue(best)
+        }
+    }
+}
+
+impl<F, T, C, K, V> MapReduce<T, C> for Best<F, T, C, K, V>
+where
+    C: ?Sized,
+    K: PartialOrd + Send + Sync,
+    V: Send,
+    F: Fn(T, &C) -> (K, V) + Sync,
+{
+    type Output = (K, V);
+    type Acc = Option<(K, V)>;
+
+    fn empty_result(&self, _: &C) -> Self::Acc {
+        None
+    }
+    fn compute(&self, item: T, ctx: &C) -> (K, V) {
+        (self.evaluate)(item, ctx)
+    }
+    fn process_result(&self, new: (K, V), acc: Self::Acc) -> ControlFlow<Self::Acc, Self::Acc> {
+        self.merge(acc, Some(new))
+    }
+    fn merge(&self, left: Self::Acc, right: Self::Acc) -> ControlFlow<Self::Acc, Self::Acc> {
+        let best = match (left, right) {
+            (Some(l), Some(r)) => Some(if self.better(&r.0, &l.0) { r } else { l }),
+            (l, r) => l.or(r),
+        };
+        self.flow(best)
+    }
+}
+
+/// Finds the first item for which a predicate holds.
+pub struct FindFirst<P, T, C: ?Sized> {
+    predicate: P,
+    _types: PhantomData<fn(T, &C)>,
+}
+
+/// A job that returns the first item (in input order) for which
+/// `predicate(&item, ctx)` holds, and stops there: items right of it are
+/// not started once it is found.
+///
+/// ```
+/// use mapreduce::{jobs, par_map_reduce};
+///
+/// let first = par_map_reduce(1..1_000_000u64, &(), jobs::find_first(|x: &u64, _: &()| x % 977 == 0)).unwrap();
+/// assert_eq!(first, Some(977));
+/// ```
+pub fn find_first<T, C: ?Sized, P: Fn(&T, &C) -> bool + Sync>(predicate: P) -> FindFirst<P, T, C> {
+    FindFirst { predicate, _types: PhantomData }
+}
+
+impl<T: Send, C: ?Sized, P: Fn(&T, &C) -> bool + Sync> MapReduce<T, C> for FindFirst<P, T, C> {
+    type Output = Option<T>;
+    type Acc = Option<T>;
+
+    fn empty_result(&self, _: &C) -> Option<T> {
+        None
+    }
+    fn compute(&self, item: T, ctx: &C) -> Option<T> {
+        (self.predicate)(&item, ctx).then_some(item)
+    }
+    fn process_result(&self, new: Option<T>, acc: Option<T>) -> ControlFlow<Option<T>, Option<T>> {
+        self.merge(acc, new)
+    }
+    fn merge(&self, left: Option<T>, right: Option<T>) -> ControlFlow<Option<T>, Option<T>> {
+        match left.or(right) {
+            found @ Some(_) => Break(found),
+            None => Continue(None),
+        }
+    }
+}
+
+/// Decides whether a predicate holds for any (or for all) items.
+pub struct Quantifier<P, T, C: ?Sized> {
+    predicate: P,
+    /// The answer that ends the search: `true` for any, `false` for all.
+    decisive: bool,
+    _types: PhantomData<fn(T, &C)>,
+}
+
+/// A job that tells whether `predicate(&item, ctx)` holds for some item,
+/// stopping at the first that does.
+///
+/// ```
+/// use mapreduce::{jobs, par_map_reduce};
+///
+/// assert!(par_map_reduce(0..100, &(), jobs::any(|x: &i32, _: &()| *x == 42)).unwrap());
+/// assert!(!par_map_reduce(0..0, &(), jobs::any(|_: &i32, _: &()| true)).unwrap());
+/// ```
+pub fn any<T, C: ?Sized, P: Fn(&T, &C) -> bool + Sync>(predicate: P) -> Quantifier<P, T, C> {
+    Quantifier { predicate, decisive: true, _types: PhantomData }
+}
+
+/// A job that tells whether `predicate(&item, ctx)` holds for every item,
+/// stopping at the first that does not.
+///
+/// ```
+/// use mapreduce::{jobs, par_map_reduce};
+///
+/// assert!(par_map_reduce(0..100, &(), jobs::all(|x: &i32, _: &()| *x < 100)).unwrap());
+/// assert!(!par_map_reduce(0..100, &(), jobs::all(|x: &i32, _: &()| *x < 50)).unwrap());
+/// ```
+pub fn all<T, C: ?Sized, P: Fn(&T, &C) -> bool + Sync>(predicate: P) -> Quantifier<P, T, C> {
+    Quantifier { predicate, decisive: false, _types: PhantomData }
+}
+
+impl<T, C: ?Sized, P: Fn(&T, &C) -> bool + Sync> MapReduce<T, C> for Quantifier<P, T, C> {
+    type Output = bool;
+    type Acc = bool;
+
+    fn empty_result(&self, _: &C) -> bool {
+        !self.decisive
+    }
+    fn compute(&self, item: T, ctx: &C) -> bool {
+        (self.predicate)(&item, ctx)
+    }
+    fn process_result(&self, new: bool, acc: bool) -> ControlFlow<bool, bool> {
+        self.merge(acc, new)
+    }
+    fn merge(&self, left: bool, right: bool) -> ControlFlow<bool, bool> {
+        if left == self.decisive || right == self.decisive {
+            Break(self.decisive)
+        } else {
+            Continue(!self.decisive)
+        }
+    }
+}
+
+/// Any job with a progress-bar description of your choosing.
+pub struct Described<J> {
+    description: String,
+    job: J,
+}
+
+/// Give `job` the text its progress bar shows.
+///
+/// ```
+/// use mapreduce::{jobs, MapReduce};
+///
+/// let job = jobs::described("Evaluating cuts", jobs::count(|_: &u8, _: &()| true));
+/// assert_eq!(MapReduce::<u8>::description(&job), "Evaluating cuts");
+/// ```
+pub fn described<J>(description: impl Into<String>, job: J) -> Described<J> {
+    Described { description: description.into(), job }
+}
+
+impl<T, C: ?Sized, J: MapReduce<T, C>> MapReduce<T, C> for Described<J> {
+    type Output = J::Output;
+    type Acc = J::Acc;
+
+    fn description(&self) -> &str {
+        &self.description
+    }
+    fn empty_result(&self, ctx: &C) -> J::Acc {
+        self.job.empty_result(ctx)
+    }
+    fn compute(&self, item: T, ctx: &C) -> J::Output {
+        self.job.compute(item, ctx)
+    }
+    fn process_result(&self, new: J::Output, acc: J::Acc) -> ControlFlow<J::Acc, J::Acc> {
+        self.job.process_result(new, acc)
+    }
+    fn merge(&self, left: J::Acc, right: J::Acc) -> ControlFlow<J::Acc, J::Acc> {
+        self.job.merge(left, right)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::check_merge_law;
+
+    #[test]
+    fn built_in_jobs_obey_the_merge_law() {
+        let items: Vec<u32> = (0..200).map(|i| (i * 7919) % 211).collect();
+        for seed in 0..20 {
+            check_merge_law(&collect(|x: u32, _: &()| x), &(), &items, seed).unwrap();
+            check_merge_law(&sum(|x: u32, _: &()| u64::from(x)), &(), &items, seed).unwrap();
+            check_merge_law(&count(|x: &u32, _: &()| x % 3 == 0), &(), &items, seed).unwrap();
+            check_merge_law(&min_by_key(|x: u32, _: &()| (x % 17, x)), &(), &items, seed).unwrap();
+            check_merge_law(&min_by_key(|x: u32, _: &()| (x % 17, x)).stop_at(0), &(), &items, seed).unwrap();
+            check_merge_law(&max_by_key(|x: u32, _: &()| (x % 17, x)).stop_at(16), &(), &items, seed).unwrap();
+            check_merge_law(&find_first(|x: &u32, _: &()| *x > 150), &(), &items, seed).unwrap();
+            check_merge_law(&any(|x: &u32, _: &()| *x == 7), &(), &items, seed).unwrap();
+            check_merge_law(&all(|x: &u32, _: &()| *x != 7), &(), &items, seed).unwrap();
+        }
+    }
+
+    #[test]
+    fn ties_keep_the_leftmost() {
+        let job = min_by_key(|x: u32, _: &()| (x % 5, x));
+        let items = [3, 10, 5, 20];
+        assert_eq!(crate::seq_map_reduce(items, &(), &job).unwrap(), Some((0, 10)));
+        let job = max_by_key(|x: u32, _: &()| (x % 5, x));
+        assert_eq!(crate::seq_map_reduce([4, 9, 14], &(), &job).unwrap(), Some((4, 4)));
+    }
+}

@@ -1,0 +1,86 @@
+//! Thread pools: one per worker count, built on first use and kept for the
+//! life of the process, with threads named `mapreduce-<index>`.
+
+use std::sync::OnceLock;
+
+use parking_lot::Mutex;
+use rayon::{Scope, ThreadPool, ThreadPoolBuilder};
+
+use crate::config::available_cores;
+use crate::error::Error;
+
+/// Run `op` where a run with `workers` workers belongs and wait for it.
+///
+/// A run started inside a task (on a pool thread) stays on that pool: no new
+/// pool, no cross-pool wait, no deadlock. A sequential run (`parallel` off)
+/// goes to the one-worker pool, where its joins run in order.
+pub(crate) fn install<R: Send>(workers: usize, parallel: bool, op: impl FnOnce() -> R + Send) -> Result<R, Error> {
+    if parallel && rayon::current_thread_index().is_some() {
+        return Ok(op());
+    }
+    let pool = pool(if parallel { workers } else { 1 })?;
+    if pool.current_thread_index().is_some() {
+        Ok(op())
+    } else {
+        Ok(pool.install(op))
+    }
+}
+
+/// [`rayon::in_place_scope`] on the pool [`install`] would choose: `op` runs
+/// on this thread, what it spawns on the pool.
+pub(crate) fn in_place_scope<'scope, R>(workers: usize, op: impl FnOnce(&Scope<'scope>) -> R) -> Result<R, Error> {
+    if rayon::current_thread_index().is_some() {
+        Ok(rayon::in_place_scope(op))
+    } else {
+        Ok(pool(workers)?.in_place_scope(op))
+    }
+}
+
+/// The pool of `workers` threads (at most the machine's cores).
+fn pool(workers: usize) -> Result<&'static ThreadPool, Error> {
+    static POOLS: OnceLock<Vec<OnceLock<ThreadPool>>> = OnceLock::new();
+    static BUILDING: Mutex<()> = Mutex::new(());
+    let slots = POOLS.get_or_init(|| (0..available_cores()).map(|_| OnceLock::new()).collect());
+    let slot = &slots[workers.clamp(1, slots.len()) - 1];
+    if let Some(pool) = slot.get() {
+        return Ok(pool);
+    }
+    // Building is rare and may fail, which `OnceLock` cannot express.
+    let _building = BUILDING.lock();
+    if let Some(pool) = slot.get() {
+        return Ok(pool);
+    }
+    let pool = ThreadPoolBuilder::new()
+        .num_threads(workers)
+        .thread_name(|index| format!("mapreduce-{index}"))
+        .build()
+        .map_err(|err| Error::ThreadPool(err.to_string()))?;
+    log::debug!("built a pool of {workers} worker thread(s)");
+    Ok(slot.get_or_init(|| pool))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pools_are_built_once_per_size_and_named() {
+        let first = pool(1).unwrap() as *const ThreadPool;
+        assert_eq!(first, pool(1).unwrap() as *const ThreadPool);
+        let name = pool(1).unwrap().install(|| std::thread::current().name().map(str::to_owned));
+        assert_eq!(name.as_deref(), Some("mapreduce-0"));
+        assert_eq!(pool(available_cores()).unwrap().current_num_threads(), available_cores());
+    }
+
+    #[test]
+    fn nested_install_stays_on_the_current_pool() {
+        let outer = pool(available_cores()).unwrap();
+        let inner_threads = outer.install(|| install(1, true, rayon::current_num_threads).unwrap());
+        assert_eq!(inner_threads, available_cores());
+    }
+
+    #[test]
+    fn sequential_install_uses_one_worker() {
+        assert_eq!(install(4, false, rayon::current_num_threads).unwrap(), 1);
+    }
+}

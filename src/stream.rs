@@ -1,0 +1,160 @@
+//! Parallel runs over plain iterators of any length (PyPhi turned the whole
+//! iterable into a list; this reads it in bounded batches).
+//!
+//! The calling thread reads the iterator, in order, into a batch while the
+//! pool folds the previous batch; batch results are merged in order. Two
+//! batch buffers are reused for the whole run, so memory stays flat however
+//! long the iterator is.
+
+use std::ops::ControlFlow::{Break, Continue};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use rayon::iter::ParallelDrainRange;
+
+use crate::cancel::{self, Shortcircuit, Token};
+use crate::config::Config;
+use crate::engine::{self, into_value, Run};
+use crate::error::{Error, Panic};
+use crate::job::MapReduce;
+use crate::pool;
+use crate::sequential;
+
+/// The largest batch, in bytes of items: two such buffers are all the memory
+/// a streamed run holds.
+const MAX_BATCH_BYTES: usize = 4 << 20;
+/// Batch lengths stay within these bounds, whatever the item size.
+const MIN_BATCH_LEN: usize = 1024;
+const MAX_BATCH_LEN: usize = 1 << 20;
+/// The first batch per worker: small, so slow items start in parallel soon.
+const FIRST_BATCH_PER_WORKER: usize = 64;
+/// While reading, how often to look whether the batch being folded has
+/// ended the run.
+const READ_CHECK_EVERY: usize = 1024;
+
+/// Parallel run over a plain `Iterator` of any length, even unbounded until
+/// a `Break`: read in order, in bounded batches, on the calling thread (the
+/// iterator need not be `Send`); memory does not grow with the length; same
+/// result as [`seq_map_reduce`](crate::seq_map_reduce). Reading stops soon
+/// after a `Break` (at most one batch ahead).
+///
+/// ```
+/// use mapreduce::{jobs, par_map_reduce_iter};
+///
+/// // An endless generator: the first n whose square ends in 444.
+/// let found = par_map_reduce_iter(1u64.., &(), jobs::find_first(|n: &u64, _: &()| n * n % 1000 == 444)).unwrap();
+/// assert_eq!(found, Some(38));
+/// ```
+pub fn par_map_reduce_iter<I, C, J>(items: I, ctx: &C, job: J) -> Result<J::Acc, Error>
+where
+    I: IntoIterator,
+    I::Item: Send,
+    C: Sync + ?Sized,
+    J: MapReduce<I::Item, C>,
+{
+    let config = Config::current();
+    config.check()?;
+    if !config.parallel() {
+        return sequential::fold(items.into_iter(), ctx, &job).map(into_value);
+    }
+    let workers = config.num_workers()?;
+    log::debug!("streamed run {:?}: {workers} worker(s)", job.description());
+    stream(items.into_iter(), ctx, &job, config, workers)
+}
+
+fn stream<I, C, J>(items: I, ctx: &C, job: &J, config: Config, workers: usize) -> Result<J::Acc, Error>
+where
+    I: Iterator,
+    I::Item: Send,
+    C: Sync + ?Sized,
+    J: MapReduce<I::Item, C>,
+{
+    let parent = cancel::current_task();
+    let mut reader = Reader { items, read: 0 };
+    let mut batch_len = (FIRST_BATCH_PER_WORKER * workers).min(max_batch_len::<I::Item>());
+    let mut acc = catch_unwind(AssertUnwindSafe(|| job.empty_result(ctx))).map_err(|payload| Panic::new(None, payload))?;
+    let mut current = Vec::with_capacity(batch_len);
+    let mut next = Vec::new();
+    reader.fill(&mut current, batch_len, None)?;
+    while !current.is_empty() {
+        if parent.as_ref().is_some_and(Token::is_cancelled) {
+            return Err(Error::Cancelled);
+        }
+        let first_index = reader.read - current.len();
+        batch_len = (batch_len * 2).min(max_batch_len::<I::Item>());
+        let state = Shortcircuit::new(config.deterministic(), parent.clone());
+        let run = Run::new(job, ctx, config.clone(), state);
+        let mut folded = None;
+        let read = pool::in_place_scope(workers, |scope| {
+            scope.spawn(|_| folded = Some(engine::drive(current.par_drain(..), &run, Some(first_index))));
+            reader.fill(&mut next, batch_len, Some(&run.state))
+        })?;
+        // The batch comes before what was read meanwhile: its events first.
+        let Some(folded) = folded else {
+            unreachable!("rayon's scope waits for the batch it spawned")
+        };
+        let batch_acc = match folded? {
+            Continue(batch_acc) => batch_acc,
+            Break(batch_acc) => return merge(job, acc, batch_acc).map(into_value),
+        };
+        acc = match merge(job, acc, batch_acc)? {
+            Continue(acc) => acc,
+            Break(acc) => return Ok(acc),
+        };
+        read?;
+        std::mem::swap(&mut current, &mut next);
+    }
+    Ok(acc)
+}
+
+fn merge<T, C: ?Sized, J: MapReduce<T, C>>(
+    job: &J,
+    left: J::Acc,
+    right: J::Acc,
+) -> Result<std::ops::ControlFlow<J::Acc, J::Acc>, Error> {
+    catch_unwind(AssertUnwindSafe(|| job.merge(left, right))).map_err(|payload| Panic::new(None, payload).into())
+}
+
+/// The longest batch for items of type `T`.
+fn max_batch_len<T>() -> usize {
+    (MAX_BATCH_BYTES / std::mem::size_of::<T>().max(1)).clamp(MIN_BATCH_LEN, MAX_BATCH_LEN)
+}
+
+/// Reads the user's iterator, counting what it has read.
+struct Reader<I> {
+    items: I,
+    read: usize,
+}
+
+impl<I: Iterator> Reader<I> {
+    /// Append up to `len` items to `batch`; stop early once the batch being
+    /// folded (`folding`) has ended the run. A panic in the iterator is
+    /// reported with the index of the item being read.
+    fn fill(&mut self, batch: &mut Vec<I::Item>, len: usize, folding: Option<&Shortcircuit>) -> Result<(), Error> {
+        let (items, read) = (&mut self.items, &mut self.read);
+        catch_unwind(AssertUnwindSafe(|| {
+            while batch.len() < len {
+                if batch.len() % READ_CHECK_EVERY == 0 && folding.is_some_and(Shortcircuit::has_event) {
+                    return;
+                }
+                match items.next() {
+                    Some(item) => batch.push(item),
+                    None => return,
+                }
+                *read += 1;
+            }
+        }))
+        .map_err(|payload| Panic::new(Some(self.read), payload).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_are_bounded_in_bytes_and_length() {
+        assert_eq!(max_batch_len::<u64>(), 512 * 1024);
+        assert_eq!(max_batch_len::<()>(), MAX_BATCH_LEN);
+        assert_eq!(max_batch_len::<[u8; 1 << 20]>(), MIN_BATCH_LEN);
+    }
+}

@@ -1,1 +1,391 @@
-fn main() {}
+//! The engine against hand-written rayon (and plain loops), side by side.
+//!
+//! Every group measures its variants in the same run, so the ratios between
+//! them mean something even on a noisy machine; `benches/ratios.py` prints
+//! them from criterion's estimates:
+//!
+//! ```text
+//! CARGO_TARGET_DIR=/tmp/bench-target cargo bench --bench engine
+//! python3 benches/ratios.py /tmp/bench-target
+//! ```
+//!
+//! Rayon runs on a pool of 2 threads built once; the engine runs under
+//! `Config::current().with_workers(2).with_progress_bars(false)`, so both
+//! have the same number of threads. Every group checks once, before it is
+//! measured, that its variants compute the same answer.
+
+use std::hint::black_box;
+use std::ops::ControlFlow::{self, Break, Continue};
+use std::ops::Range;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, SamplingMode};
+use mapreduce::{par_map_reduce, par_map_reduce_iter, Config, MapReduce};
+use rayon::prelude::*;
+use rayon::ThreadPool;
+
+/// Worker threads on both sides.
+const WORKERS: usize = 2;
+
+const TINY_ITEMS: u64 = 20_000_000;
+const SHORTCIRCUIT_ITEMS: u64 = 50_000_000;
+/// The item at which the shortcircuit group breaks: a third of the way.
+const BREAK_AT: u64 = SHORTCIRCUIT_ITEMS / 3;
+const SMALL_JOB_ITEMS: u64 = 8;
+const SMALL_JOB_CALLS: usize = 5000;
+const STREAM_ITEMS: u64 = 10_000_000;
+const ONE_WORKER_ITEMS: u64 = 10_000_000;
+const MEDIUM_ITEMS: u64 = 200_000;
+/// The target compute time of one medium item.
+const MEDIUM_ITEM_TIME: Duration = Duration::from_micros(5);
+
+/// The standard splitmix64 finalizer (Steele, Lea and Flood): a bijection.
+#[inline]
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// About `rounds` dependent splitmix64 steps of busy work.
+#[inline]
+fn busy(item: u64, rounds: u64) -> u64 {
+    let mut x = item;
+    for _ in 0..rounds {
+        x = splitmix64(black_box(x));
+    }
+    x
+}
+
+/// Rounds of [`busy`] that take about [`MEDIUM_ITEM_TIME`] on this machine.
+fn medium_rounds() -> u64 {
+    static ROUNDS: OnceLock<u64> = OnceLock::new();
+    *ROUNDS.get_or_init(|| {
+        const PROBE: u64 = 200_000;
+        let fastest = (0..20)
+            .map(|i| {
+                let start = Instant::now();
+                black_box(busy(black_box(i), PROBE));
+                start.elapsed()
+            })
+            .min()
+            .unwrap_or(Duration::from_millis(1));
+        let rounds = (MEDIUM_ITEM_TIME.as_secs_f64() / fastest.as_secs_f64() * PROBE as f64).round() as u64;
+        let rounds = rounds.max(1);
+        eprintln!(
+            "medium_5us: {rounds} splitmix64 rounds per item ({:.2} ns each)",
+            fastest.as_nanos() as f64 / PROBE as f64
+        );
+        rounds
+    })
+}
+
+/// The rayon pool of the hand-written baselines, built once.
+fn rayon_pool() -> &'static ThreadPool {
+    static POOL: OnceLock<ThreadPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(WORKERS)
+            .build()
+            .expect("the benchmark's rayon pool")
+    })
+}
+
+/// The engine's configuration for these benches.
+fn engine_config(workers: usize) -> Config {
+    Config::current()
+        .with_workers(workers as isize)
+        .with_progress_bars(false)
+}
+
+fn value(flow: ControlFlow<u64, u64>) -> u64 {
+    match flow {
+        Continue(acc) | Break(acc) => acc,
+    }
+}
+
+/// Hand-written rayon: the wrapping sum of `f` over `items`, with the same
+/// `try_fold`/`try_reduce` shape as the engine's fold and merge.
+fn rayon_sum(items: Range<u64>, f: impl Fn(u64) -> u64 + Sync + Send) -> u64 {
+    rayon_pool().install(|| {
+        let flow = items
+            .into_par_iter()
+            .try_fold(
+                || 0u64,
+                |acc, i| ControlFlow::<u64, u64>::Continue(acc.wrapping_add(f(i))),
+            )
+            .try_reduce(|| 0, |a, b| Continue(a.wrapping_add(b)));
+        value(flow)
+    })
+}
+
+/// A plain sequential loop.
+fn sequential_sum(items: Range<u64>, f: impl Fn(u64) -> u64) -> u64 {
+    items.fold(0u64, |acc, i| acc.wrapping_add(f(i)))
+}
+
+/// The wrapping sum of `splitmix64` over the items.
+struct Mix;
+
+impl MapReduce<u64> for Mix {
+    type Output = u64;
+    type Acc = u64;
+
+    fn empty_result(&self, _: &()) -> u64 {
+        0
+    }
+    fn compute(&self, item: u64, _: &()) -> u64 {
+        splitmix64(item)
+    }
+    fn process_result(&self, new: u64, acc: u64) -> ControlFlow<u64, u64> {
+        Continue(acc.wrapping_add(new))
+    }
+    fn merge(&self, left: u64, right: u64) -> ControlFlow<u64, u64> {
+        Continue(left.wrapping_add(right))
+    }
+}
+
+/// [`Mix`], but the run breaks once item `at` is folded in.
+struct MixUntil {
+    at: u64,
+}
+
+impl MapReduce<u64> for MixUntil {
+    type Output = (u64, u64);
+    type Acc = u64;
+
+    fn empty_result(&self, _: &()) -> u64 {
+        0
+    }
+    fn compute(&self, item: u64, _: &()) -> (u64, u64) {
+        (item, splitmix64(item))
+    }
+    fn process_result(&self, (item, hash): (u64, u64), acc: u64) -> ControlFlow<u64, u64> {
+        let acc = acc.wrapping_add(hash);
+        if item == self.at {
+            Break(acc)
+        } else {
+            Continue(acc)
+        }
+    }
+    fn merge(&self, left: u64, right: u64) -> ControlFlow<u64, u64> {
+        Continue(left.wrapping_add(right))
+    }
+}
+
+/// The wrapping sum of [`busy`] over the items.
+struct Busy {
+    rounds: u64,
+}
+
+impl MapReduce<u64> for Busy {
+    type Output = u64;
+    type Acc = u64;
+
+    fn empty_result(&self, _: &()) -> u64 {
+        0
+    }
+    fn compute(&self, item: u64, _: &()) -> u64 {
+        busy(item, self.rounds)
+    }
+    fn process_result(&self, new: u64, acc: u64) -> ControlFlow<u64, u64> {
+        Continue(acc.wrapping_add(new))
+    }
+    fn merge(&self, left: u64, right: u64) -> ControlFlow<u64, u64> {
+        Continue(left.wrapping_add(right))
+    }
+}
+
+/// A group of long-running benchmarks: few samples, each of the same number
+/// of iterations.
+fn group<'c>(
+    c: &'c mut Criterion,
+    name: &str,
+    measurement: Duration,
+) -> BenchmarkGroup<'c, criterion::measurement::WallTime> {
+    let mut group = c.benchmark_group(name);
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(measurement);
+    group
+}
+
+/// 2×10^7 tiny items: rayon, the engine, a sequential loop.
+fn tiny(c: &mut Criterion) {
+    let engine = engine_config(WORKERS);
+    let run_engine = || {
+        engine
+            .clone()
+            .scope(|| par_map_reduce(0..black_box(TINY_ITEMS), &(), Mix).unwrap())
+    };
+    let expected = sequential_sum(0..TINY_ITEMS, splitmix64);
+    assert_eq!(rayon_sum(0..TINY_ITEMS, splitmix64), expected);
+    assert_eq!(run_engine(), expected);
+
+    let mut group = group(c, "tiny_2e7", Duration::from_secs(3));
+    group.bench_function("rayon", |b| b.iter(|| rayon_sum(0..black_box(TINY_ITEMS), splitmix64)));
+    group.bench_function("engine", |b| b.iter(run_engine));
+    group.bench_function("sequential", |b| {
+        b.iter(|| sequential_sum(0..black_box(TINY_ITEMS), splitmix64))
+    });
+    group.finish();
+}
+
+/// 5×10^7 tiny items, the run breaking at item 5×10^7/3: the engine in both
+/// modes, rayon breaking at the same item, rayon's `find_first`, and the
+/// ideal: rayon over the first third only.
+fn shortcircuit(c: &mut Criterion) {
+    let n = SHORTCIRCUIT_ITEMS;
+    let deterministic = engine_config(WORKERS);
+    let any_order = engine_config(WORKERS).with_deterministic(false);
+    let job = MixUntil { at: BREAK_AT };
+    let first_third = || rayon_sum(0..black_box(BREAK_AT) + 1, splitmix64);
+    let rayon_break = || {
+        rayon_pool().install(|| {
+            let flow = (0..black_box(n))
+                .into_par_iter()
+                .try_fold(
+                    || 0u64,
+                    |acc, i| {
+                        let acc = acc.wrapping_add(splitmix64(i));
+                        if i == BREAK_AT {
+                            Break(acc)
+                        } else {
+                            Continue(acc)
+                        }
+                    },
+                )
+                .try_reduce(|| 0, |a, b| Continue(a.wrapping_add(b)));
+            (flow.is_break(), value(flow))
+        })
+    };
+    // splitmix64 is a bijection: only item BREAK_AT hashes to this.
+    let target = splitmix64(BREAK_AT);
+    let find_first = || {
+        rayon_pool().install(|| {
+            (0..black_box(n))
+                .into_par_iter()
+                .find_first(|&i| splitmix64(i) == target)
+        })
+    };
+    let expected = sequential_sum(0..BREAK_AT + 1, splitmix64);
+    assert_eq!(first_third(), expected);
+    assert_eq!(
+        deterministic.clone().scope(|| par_map_reduce(0..n, &(), &job).unwrap()),
+        expected
+    );
+    assert_eq!(
+        deterministic
+            .clone()
+            .scope(|| par_map_reduce_iter(0..n, &(), &job).unwrap()),
+        expected
+    );
+    any_order.clone().scope(|| par_map_reduce(0..n, &(), &job).unwrap());
+    assert!(rayon_break().0);
+    assert_eq!(find_first(), Some(BREAK_AT));
+
+    let mut group = group(c, "shortcircuit", Duration::from_secs(2));
+    group.bench_function("rayon_first_third", |b| b.iter(first_third));
+    group.bench_function("engine_deterministic", |b| {
+        deterministic
+            .clone()
+            .scope(|| b.iter(|| par_map_reduce(0..black_box(n), &(), &job).unwrap()))
+    });
+    group.bench_function("engine_any_order", |b| {
+        any_order
+            .clone()
+            .scope(|| b.iter(|| par_map_reduce(0..black_box(n), &(), &job).unwrap()))
+    });
+    group.bench_function("rayon_try_fold_break", |b| b.iter(rayon_break));
+    group.bench_function("rayon_find_first", |b| b.iter(find_first));
+    // Not in the brief: the streamed engine folds the input in growing
+    // prefixes, which is how a deterministic shortcircuit avoids working
+    // far right of the break.
+    group.bench_function("engine_iter_deterministic", |b| {
+        deterministic
+            .clone()
+            .scope(|| b.iter(|| par_map_reduce_iter(0..black_box(n), &(), &job).unwrap()))
+    });
+    group.finish();
+}
+
+/// An 8-item job called 5000 times: the engine against `pool.install` of the
+/// same reduction on a pool built once.
+fn small_jobs(c: &mut Criterion) {
+    let engine = engine_config(WORKERS);
+    let engine_calls = || {
+        (0..SMALL_JOB_CALLS).fold(0u64, |acc, _| {
+            acc.wrapping_add(par_map_reduce(0..black_box(SMALL_JOB_ITEMS), &(), Mix).unwrap())
+        })
+    };
+    let rayon_calls = || {
+        (0..SMALL_JOB_CALLS).fold(0u64, |acc, _| {
+            acc.wrapping_add(rayon_sum(0..black_box(SMALL_JOB_ITEMS), splitmix64))
+        })
+    };
+    assert_eq!(engine.clone().scope(engine_calls), rayon_calls());
+
+    let mut group = group(c, "small_jobs", Duration::from_secs(3));
+    group.bench_function("rayon", |b| b.iter(rayon_calls));
+    group.bench_function("engine", |b| engine.clone().scope(|| b.iter(engine_calls)));
+    group.finish();
+}
+
+/// 10^7 tiny items streamed from a plain iterator, against the same items as
+/// a parallel range.
+fn stream(c: &mut Criterion) {
+    let engine = engine_config(WORKERS);
+    let range = || par_map_reduce(0..black_box(STREAM_ITEMS), &(), Mix).unwrap();
+    #[allow(clippy::map_identity)] // on purpose: not a range any more
+    let iter = || par_map_reduce_iter((0..black_box(STREAM_ITEMS)).map(|i| i), &(), Mix).unwrap();
+    assert_eq!(engine.clone().scope(range), sequential_sum(0..STREAM_ITEMS, splitmix64));
+    assert_eq!(engine.clone().scope(iter), engine.clone().scope(range));
+
+    let mut group = group(c, "stream", Duration::from_secs(3));
+    group.bench_function("engine_range", |b| engine.clone().scope(|| b.iter(range)));
+    group.bench_function("engine_iter", |b| engine.clone().scope(|| b.iter(iter)));
+    group.finish();
+}
+
+/// 10^7 tiny items on one worker, against a sequential loop.
+fn one_worker(c: &mut Criterion) {
+    let engine = engine_config(1);
+    let run_engine = || {
+        engine
+            .clone()
+            .scope(|| par_map_reduce(0..black_box(ONE_WORKER_ITEMS), &(), Mix).unwrap())
+    };
+    assert_eq!(run_engine(), sequential_sum(0..ONE_WORKER_ITEMS, splitmix64));
+
+    let mut group = group(c, "one_worker", Duration::from_secs(3));
+    group.bench_function("sequential", |b| {
+        b.iter(|| sequential_sum(0..black_box(ONE_WORKER_ITEMS), splitmix64))
+    });
+    group.bench_function("engine", |b| b.iter(run_engine));
+    group.finish();
+}
+
+/// 200,000 items of about 5 µs each: the engine against rayon.
+fn medium(c: &mut Criterion) {
+    let rounds = medium_rounds();
+    let engine = engine_config(WORKERS);
+    let run_engine = || {
+        engine
+            .clone()
+            .scope(|| par_map_reduce(0..black_box(MEDIUM_ITEMS), &(), Busy { rounds }).unwrap())
+    };
+    let run_rayon = || rayon_sum(0..black_box(MEDIUM_ITEMS), |i| busy(i, rounds));
+    assert_eq!(run_engine(), run_rayon());
+
+    let mut group = group(c, "medium_5us", Duration::from_secs(5));
+    group.bench_function("rayon", |b| b.iter(run_rayon));
+    group.bench_function("engine", |b| b.iter(run_engine));
+    group.finish();
+}
+
+criterion_group!(benches, tiny, shortcircuit, small_jobs, stream, one_worker, medium);
+criterion_main!(benches);

@@ -258,10 +258,7 @@ impl Config {
                 let all_but = n.unsigned_abs() - 1;
                 match available.checked_sub(all_but) {
                     Some(workers) if workers > 0 => Ok(workers),
-                    _ => Err(ConfigError::TooNegative {
-                        requested,
-                        available,
-                    }),
+                    _ => Err(ConfigError::TooNegative { requested, available }),
                 }
             }
         }
@@ -386,11 +383,17 @@ mod tests {
         assert_eq!(Config::resolve_workers(-2, 2), Ok(1));
         assert_eq!(
             Config::resolve_workers(-3, 2),
-            Err(ConfigError::TooNegative { requested: -3, available: 2 })
+            Err(ConfigError::TooNegative {
+                requested: -3,
+                available: 2
+            })
         );
         assert_eq!(Config::resolve_workers(3, 2), Ok(2));
         assert_eq!(Config::resolve_workers(1, 2), Ok(1));
-        assert_eq!(Config::resolve_workers(isize::MIN, 2).unwrap_err().to_string().contains("leaves none"), true);
+        assert!(Config::resolve_workers(isize::MIN, 2)
+            .unwrap_err()
+            .to_string()
+            .contains("leaves none"));
         assert_eq!(Config::resolve_workers(isize::MAX, 64), Ok(64));
     }
 

@@ -44,10 +44,7 @@ impl fmt::Display for ConfigError {
                 f,
                 "0 workers requested: ask for n > 0 workers, or -1 for all cores, -2 for all but one"
             ),
-            ConfigError::TooNegative {
-                requested,
-                available,
-            } => write!(
+            ConfigError::TooNegative { requested, available } => write!(
                 f,
                 "{requested} workers requested, which leaves none of the {available} available cores \
                  (-1 means all cores, -2 all but one, ...)"
@@ -116,7 +113,7 @@ impl Error {
     ///     std::panic::panic_any(42_u8)
     /// }))
     /// .unwrap_err();
-    /// let caught = std::panic::catch_unwind(move || err.resume()).unwrap_err();
+    /// let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || err.resume())).unwrap_err();
     /// assert_eq!(caught.downcast_ref::<u8>(), Some(&42));
     /// ```
     pub fn resume(self) -> ! {
@@ -158,9 +155,7 @@ impl fmt::Display for Error {
                 ..
             } => write!(f, "task panicked at item {index}: {message}"),
             Error::Panicked {
-                index: None,
-                message,
-                ..
+                index: None, message, ..
             } => write!(f, "task panicked: {message}"),
             Error::Cancelled => write!(f, "run cancelled: the task that started it was cancelled"),
             Error::ThreadPool(reason) => write!(f, "could not build the thread pool: {reason}"),

@@ -21,7 +21,7 @@ use crate::job::MapReduce;
 /// Collects `map(item)` for every item, in input order.
 pub struct Collect<F, T, C: ?Sized, U> {
     map: F,
-    _types: PhantomData<fn(T, &C) -> U>,
+    _types: Signature<T, C, U>,
 }
 
 /// A job that collects `map(item, ctx)` for every item into a `Vec`, in
@@ -34,7 +34,10 @@ pub struct Collect<F, T, C: ?Sized, U> {
 /// assert_eq!(squares, [0, 1, 4, 9, 16]);
 /// ```
 pub fn collect<T, C: ?Sized, U, F: Fn(T, &C) -> U + Sync>(map: F) -> Collect<F, T, C, U> {
-    Collect { map, _types: PhantomData }
+    Collect {
+        map,
+        _types: PhantomData,
+    }
 }
 
 impl<T, C: ?Sized, U: Send, F: Fn(T, &C) -> U + Sync> MapReduce<T, C> for Collect<F, T, C, U> {
@@ -63,7 +66,7 @@ impl<T, C: ?Sized, U: Send, F: Fn(T, &C) -> U + Sync> MapReduce<T, C> for Collec
 /// Adds up `map(item)` over all items.
 pub struct Sum<F, T, C: ?Sized, S> {
     map: F,
-    _types: PhantomData<fn(T, &C) -> S>,
+    _types: Signature<T, C, S>,
 }
 
 /// A job that adds up `map(item, ctx)`, starting from `S::default()`.
@@ -77,7 +80,10 @@ pub struct Sum<F, T, C: ?Sized, S> {
 /// assert_eq!(total, 5050);
 /// ```
 pub fn sum<T, C: ?Sized, S, F: Fn(T, &C) -> S + Sync>(map: F) -> Sum<F, T, C, S> {
-    Sum { map, _types: PhantomData }
+    Sum {
+        map,
+        _types: PhantomData,
+    }
 }
 
 impl<T, C: ?Sized, S, F> MapReduce<T, C> for Sum<F, T, C, S>
@@ -105,7 +111,7 @@ where
 /// Counts the items for which a predicate holds.
 pub struct Count<P, T, C: ?Sized> {
     predicate: P,
-    _types: PhantomData<fn(T, &C)>,
+    _types: Signature<T, C, ()>,
 }
 
 /// A job that counts the items for which `predicate(&item, ctx)` holds.
@@ -117,7 +123,10 @@ pub struct Count<P, T, C: ?Sized> {
 /// assert_eq!(even, 5);
 /// ```
 pub fn count<T, C: ?Sized, P: Fn(&T, &C) -> bool + Sync>(predicate: P) -> Count<P, T, C> {
-    Count { predicate, _types: PhantomData }
+    Count {
+        predicate,
+        _types: PhantomData,
+    }
 }
 
 impl<T, C: ?Sized, P: Fn(&T, &C) -> bool + Sync> MapReduce<T, C> for Count<P, T, C> {
@@ -147,13 +156,20 @@ pub enum Keep {
     Max,
 }
 
+/// Ties a job to the item, context and output types of its closure, so that
+/// closure arguments can be inferred.
+type Signature<T, C, R> = PhantomData<fn(T, &C) -> R>;
+
+/// The best `(key, value)` so far, if any.
+type Found<K, V> = Option<(K, V)>;
+
 /// Keeps the `(key, value)` with the smallest (or largest) key, the leftmost
 /// on ties; optionally stops at the first key as good as a bound.
 pub struct Best<F, T, C: ?Sized, K, V> {
     evaluate: F,
     keep: Keep,
     stop_at: Option<K>,
-    _types: PhantomData<fn(T, &C) -> (K, V)>,
+    _types: Signature<T, C, Found<K, V>>,
 }
 
 /// A job that keeps the `(key, value)` pair with the smallest key that
@@ -169,7 +185,12 @@ pub struct Best<F, T, C: ?Sized, K, V> {
 /// assert_eq!(par_map_reduce(1..1000u32, &(), job).unwrap(), Some((0, 101)));
 /// ```
 pub fn min_by_key<T, C: ?Sized, K: PartialOrd, V, F: Fn(T, &C) -> (K, V) + Sync>(evaluate: F) -> Best<F, T, C, K, V> {
-    Best { evaluate, keep: Keep::Min, stop_at: None, _types: PhantomData }
+    Best {
+        evaluate,
+        keep: Keep::Min,
+        stop_at: None,
+        _types: PhantomData,
+    }
 }
 
 /// A job that keeps the `(key, value)` pair with the largest key, the
@@ -184,7 +205,12 @@ pub fn min_by_key<T, C: ?Sized, K: PartialOrd, V, F: Fn(T, &C) -> (K, V) + Sync>
 /// assert_eq!(longest, Some((3, "bbb")));
 /// ```
 pub fn max_by_key<T, C: ?Sized, K: PartialOrd, V, F: Fn(T, &C) -> (K, V) + Sync>(evaluate: F) -> Best<F, T, C, K, V> {
-    Best { evaluate, keep: Keep::Max, stop_at: None, _types: PhantomData }
+    Best {
+        evaluate,
+        keep: Keep::Max,
+        stop_at: None,
+        _types: PhantomData,
+    }
 }
 
 impl<F, T, C: ?Sized, K: PartialOrd, V> Best<F, T, C, K, V> {
@@ -210,7 +236,7 @@ impl<F, T, C: ?Sized, K: PartialOrd, V> Best<F, T, C, K, V> {
         }
     }
 
-    fn flow(&self, best: Option<(K, V)>) -> ControlFlow<Option<(K, V)>, Option<(K, V)>> {
+    fn flow(&self, best: Found<K, V>) -> ControlFlow<Found<K, V>, Found<K, V>> {
         let good_enough = match (&best, &self.stop_at) {
             (Some((key, _)), Some(bound)) => !self.better(bound, key),
             _ => false,
@@ -254,7 +280,7 @@ where
 /// Finds the first item for which a predicate holds.
 pub struct FindFirst<P, T, C: ?Sized> {
     predicate: P,
-    _types: PhantomData<fn(T, &C)>,
+    _types: Signature<T, C, ()>,
 }
 
 /// A job that returns the first item (in input order) for which
@@ -268,7 +294,10 @@ pub struct FindFirst<P, T, C: ?Sized> {
 /// assert_eq!(first, Some(977));
 /// ```
 pub fn find_first<T, C: ?Sized, P: Fn(&T, &C) -> bool + Sync>(predicate: P) -> FindFirst<P, T, C> {
-    FindFirst { predicate, _types: PhantomData }
+    FindFirst {
+        predicate,
+        _types: PhantomData,
+    }
 }
 
 impl<T: Send, C: ?Sized, P: Fn(&T, &C) -> bool + Sync> MapReduce<T, C> for FindFirst<P, T, C> {
@@ -297,7 +326,7 @@ pub struct Quantifier<P, T, C: ?Sized> {
     predicate: P,
     /// The answer that ends the search: `true` for any, `false` for all.
     decisive: bool,
-    _types: PhantomData<fn(T, &C)>,
+    _types: Signature<T, C, ()>,
 }
 
 /// A job that tells whether `predicate(&item, ctx)` holds for some item,
@@ -310,7 +339,11 @@ pub struct Quantifier<P, T, C: ?Sized> {
 /// assert!(!par_map_reduce(0..0, &(), jobs::any(|_: &i32, _: &()| true)).unwrap());
 /// ```
 pub fn any<T, C: ?Sized, P: Fn(&T, &C) -> bool + Sync>(predicate: P) -> Quantifier<P, T, C> {
-    Quantifier { predicate, decisive: true, _types: PhantomData }
+    Quantifier {
+        predicate,
+        decisive: true,
+        _types: PhantomData,
+    }
 }
 
 /// A job that tells whether `predicate(&item, ctx)` holds for every item,
@@ -323,7 +356,11 @@ pub fn any<T, C: ?Sized, P: Fn(&T, &C) -> bool + Sync>(predicate: P) -> Quantifi
 /// assert!(!par_map_reduce(0..100, &(), jobs::all(|x: &i32, _: &()| *x < 50)).unwrap());
 /// ```
 pub fn all<T, C: ?Sized, P: Fn(&T, &C) -> bool + Sync>(predicate: P) -> Quantifier<P, T, C> {
-    Quantifier { predicate, decisive: false, _types: PhantomData }
+    Quantifier {
+        predicate,
+        decisive: false,
+        _types: PhantomData,
+    }
 }
 
 impl<T, C: ?Sized, P: Fn(&T, &C) -> bool + Sync> MapReduce<T, C> for Quantifier<P, T, C> {
@@ -363,7 +400,10 @@ pub struct Described<J> {
 /// assert_eq!(MapReduce::<u8>::description(&job), "Evaluating cuts");
 /// ```
 pub fn described<J>(description: impl Into<String>, job: J) -> Described<J> {
-    Described { description: description.into(), job }
+    Described {
+        description: description.into(),
+        job,
+    }
 }
 
 impl<T, C: ?Sized, J: MapReduce<T, C>> MapReduce<T, C> for Described<J> {

@@ -136,3 +136,7 @@ impl<P: ParallelIterator> ParallelMapReduce for P {
         engine::map_reduce(self, ctx, &job)
     }
 }
+
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

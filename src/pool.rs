@@ -67,9 +67,14 @@ mod tests {
     fn pools_are_built_once_per_size_and_named() {
         let first = pool(1).unwrap() as *const ThreadPool;
         assert_eq!(first, pool(1).unwrap() as *const ThreadPool);
-        let name = pool(1).unwrap().install(|| std::thread::current().name().map(str::to_owned));
+        let name = pool(1)
+            .unwrap()
+            .install(|| std::thread::current().name().map(str::to_owned));
         assert_eq!(name.as_deref(), Some("mapreduce-0"));
-        assert_eq!(pool(available_cores()).unwrap().current_num_threads(), available_cores());
+        assert_eq!(
+            pool(available_cores()).unwrap().current_num_threads(),
+            available_cores()
+        );
     }
 
     #[test]

@@ -71,7 +71,8 @@ where
     let parent = cancel::current_task();
     let mut reader = Reader { items, read: 0 };
     let mut batch_len = (FIRST_BATCH_PER_WORKER * workers).min(max_batch_len::<I::Item>());
-    let mut acc = catch_unwind(AssertUnwindSafe(|| job.empty_result(ctx))).map_err(|payload| Panic::new(None, payload))?;
+    let mut acc =
+        catch_unwind(AssertUnwindSafe(|| job.empty_result(ctx))).map_err(|payload| Panic::new(None, payload))?;
     let mut current = Vec::with_capacity(batch_len);
     let mut next = Vec::new();
     reader.fill(&mut current, batch_len, None)?;

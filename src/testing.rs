@@ -74,7 +74,11 @@ where
         let chunks: Vec<(usize, usize)> = cuts.windows(2).map(|w| (w[0], w[1])).collect();
         let found = join_tree(job, ctx, items, &chunks, &mut rng);
         if !same(&expected, &found) {
-            let split = chunks.iter().map(|(a, b)| format!("[{a}..{b}]")).collect::<Vec<_>>().join(" ");
+            let split = chunks
+                .iter()
+                .map(|(a, b)| format!("[{a}..{b}]"))
+                .collect::<Vec<_>>()
+                .join(" ");
             return Err(LawViolation {
                 split,
                 expected: format!("{expected:?}"),

@@ -154,8 +154,12 @@ where
     where
         I: IntoIterator<Item = T>,
     {
-        let Part::Done(acc) = std::mem::replace(&mut self.part, Part::Skipped) else {
-            return self;
+        let acc = match std::mem::replace(&mut self.part, Part::Skipped) {
+            Part::Done(acc) => acc,
+            ended => {
+                self.part = ended;
+                return self;
+            }
         };
         let (run, position) = (self.run, self.position);
         let (job, ctx, state) = (run.job, run.ctx, &*run.state);

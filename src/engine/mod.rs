@@ -33,7 +33,11 @@ where
         "run {:?}: {workers} worker(s), {}{}",
         job.description(),
         if parallel { "parallel" } else { "sequential" },
-        if deterministic { ", deterministic" } else { ", any order" },
+        if deterministic {
+            ", deterministic"
+        } else {
+            ", any order"
+        },
     );
     let state = Shortcircuit::new(deterministic, cancel::current_task());
     let run = Run::new(job, ctx, config, state);
@@ -43,7 +47,11 @@ where
 
 /// Drive `items` through `run` on the current thread's pool. `first_index`
 /// is the input index of the first item, used when `items` is indexed.
-pub(crate) fn drive<P, C, J>(items: P, run: &Run<'_, P::Item, J, C>, first_index: Option<usize>) -> Result<ControlFlow<J::Acc, J::Acc>, Error>
+pub(crate) fn drive<P, C, J>(
+    items: P,
+    run: &Run<'_, P::Item, J, C>,
+    first_index: Option<usize>,
+) -> Result<ControlFlow<J::Acc, J::Acc>, Error>
 where
     P: ParallelIterator,
     C: Sync + ?Sized,

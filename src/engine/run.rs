@@ -66,7 +66,12 @@ impl<'a, T, J: MapReduce<T, C>, C: ?Sized> Run<'a, T, J, C> {
     /// What a panic of the task at `position` means for the run: nothing if
     /// the task was already cancelled (its work could not matter), else an
     /// event that cancels the work right of it.
-    pub(crate) fn settle_panic<A>(&self, position: usize, index: Option<usize>, payload: Box<dyn std::any::Any + Send>) -> Part<A> {
+    pub(crate) fn settle_panic<A>(
+        &self,
+        position: usize,
+        index: Option<usize>,
+        payload: Box<dyn std::any::Any + Send>,
+    ) -> Part<A> {
         if self.state.is_past(position) {
             Part::Skipped
         } else {

@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Ratios of the `engine` benches to each group's baseline.
+
+Reads criterion's estimates, <target>/criterion/<group>/<bench>/new/estimates.json,
+and prints per group each bench's median and its ratio to the group's baseline,
+with the target ratio where the brief sets one.
+
+    python3 benches/ratios.py [TARGET_DIR] [--log FILE]
+
+TARGET_DIR defaults to $CARGO_TARGET_DIR, else the crate's `target`. With
+--log, this run's medians are appended to FILE (one JSON object a line) and
+the ratios' min-max over every run logged there is printed too.
+"""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+# Group -> (baseline bench, {bench: target ratio}), in the order printed.
+GROUPS = {
+    "tiny_2e7": ("rayon", {"engine": 1.05}),
+    "shortcircuit": ("rayon_first_third", {"engine_deterministic": 1.25}),
+    "small_jobs": ("rayon", {"engine": 1.5}),
+    "stream": ("engine_range", {"engine_iter": 1.2}),
+    "one_worker": ("sequential", {"engine": 1.05}),
+    "medium_5us": ("rayon", {"engine": 1.02}),
+}
+
+
+def medians(root):
+    """{group: {bench: median ns}} for every bench criterion measured."""
+    found = {}
+    for estimates in sorted(root.glob("*/*/new/estimates.json")):
+        bench_dir = estimates.parent.parent
+        group, bench = bench_dir.parent.name, bench_dir.name
+        # Prefer the names criterion recorded over the sanitized directory names.
+        meta = bench_dir / "new" / "benchmark.json"
+        if meta.exists():
+            info = json.loads(meta.read_text())
+            group = info.get("group_id", group)
+            bench = info.get("function_id") or bench
+        with open(estimates) as f:
+            found.setdefault(group, {})[bench] = json.load(f)["median"]["point_estimate"]
+    return found
+
+
+def human(ns):
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("µs", 1e3)):
+        if ns >= scale:
+            return f"{ns / scale:.3f} {unit}"
+    return f"{ns:.1f} ns"
+
+
+def ratios(found):
+    """{group: {bench: ratio to the baseline}}."""
+    out = {}
+    for group, benches in found.items():
+        baseline = GROUPS.get(group, (None, {}))[0]
+        if baseline not in benches:
+            baseline = "baseline" if "baseline" in benches else sorted(benches)[0]
+        out[group] = {bench: ns / benches[baseline] for bench, ns in benches.items()}
+    return out
+
+
+def main(argv):
+    args, log = [], None
+    it = iter(argv)
+    for arg in it:
+        if arg == "--log":
+            log = Path(next(it))
+        elif arg in ("-h", "--help"):
+            print(__doc__.strip())
+            return 0
+        else:
+            args.append(arg)
+    target = Path(args[0] if args else os.environ.get("CARGO_TARGET_DIR") or Path(__file__).resolve().parent.parent / "target")
+    root = target / "criterion"
+    found = medians(root)
+    if not found:
+        print(f"no criterion estimates under {root}", file=sys.stderr)
+        return 1
+    current = ratios(found)
+
+    history = []
+    if log:
+        with open(log, "a") as f:
+            f.write(json.dumps(found) + "\n")
+        history = [ratios(json.loads(line)) for line in log.read_text().splitlines() if line.strip()]
+
+    order = [g for g in GROUPS if g in found] + sorted(g for g in found if g not in GROUPS)
+    for group in order:
+        benches = found[group]
+        baseline, targets = GROUPS.get(group, (None, {}))
+        print(f"{group}  (baseline: {baseline if baseline in benches else '?'})")
+        for bench in sorted(benches, key=lambda b: (b != baseline, list(benches).index(b))):
+            ratio = current[group][bench]
+            line = f"  {bench:<28} {human(benches[bench]):>12}  x{ratio:6.3f}"
+            if len(history) > 1:
+                seen = [h[group][bench] for h in history if bench in h.get(group, {})]
+                line += f"   [{min(seen):.3f} - {max(seen):.3f} over {len(seen)} runs]"
+            if bench in targets:
+                line += f"   target <= {targets[bench]:.2f} {'ok' if ratio <= targets[bench] else 'OVER'}"
+            print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

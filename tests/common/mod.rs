@@ -1,0 +1,102 @@
+//! Shared test jobs and helpers.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::ops::ControlFlow::{self, Break, Continue};
+use std::sync::Once;
+
+use mapreduce::MapReduce;
+
+/// Panic messages of scripted panics start with this; the test panic hook
+/// keeps them off the test output.
+pub const SCRIPTED: &str = "scripted panic";
+
+/// Keep expected (scripted) panics quiet; everything else prints as usual.
+pub fn quiet_scripted_panics() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let text = info
+                .payload()
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| info.payload().downcast_ref::<&str>().copied())
+                .unwrap_or("");
+            if !text.starts_with(SCRIPTED) {
+                default(info);
+            }
+        }));
+    });
+}
+
+/// Collects its items in order, with scripted events: `Break` after an item
+/// in `breaks`, a panic in `compute` for items in `compute_panics`, in
+/// `process_result` for items in `process_panics`. It obeys the merge law.
+#[derive(Clone, Debug, Default)]
+pub struct Scripted {
+    pub breaks: BTreeSet<u64>,
+    pub compute_panics: BTreeSet<u64>,
+    pub process_panics: BTreeSet<u64>,
+}
+
+impl Scripted {
+    /// Whether `acc` is a valid answer of an any-order run: in order, and
+    /// ending at a break item.
+    pub fn ends_at_break(&self, acc: &[u64]) -> bool {
+        acc.windows(2).all(|w| w[0] < w[1]) && acc.last().is_some_and(|last| self.breaks.contains(last))
+    }
+}
+
+impl<C: ?Sized> MapReduce<u64, C> for Scripted {
+    type Output = u64;
+    type Acc = Vec<u64>;
+
+    fn description(&self) -> &str {
+        "Scripted"
+    }
+    fn empty_result(&self, _: &C) -> Vec<u64> {
+        Vec::new()
+    }
+    fn compute(&self, item: u64, _: &C) -> u64 {
+        if self.compute_panics.contains(&item) {
+            panic!("{SCRIPTED} in compute at {item}");
+        }
+        item
+    }
+    fn process_result(&self, item: u64, mut acc: Vec<u64>) -> ControlFlow<Vec<u64>, Vec<u64>> {
+        if self.process_panics.contains(&item) {
+            panic!("{SCRIPTED} in process_result at {item}");
+        }
+        acc.push(item);
+        if self.breaks.contains(&item) {
+            Break(acc)
+        } else {
+            Continue(acc)
+        }
+    }
+    fn merge(&self, mut left: Vec<u64>, mut right: Vec<u64>) -> ControlFlow<Vec<u64>, Vec<u64>> {
+        left.append(&mut right);
+        Continue(left)
+    }
+}
+
+/// The number of OS threads of this process (Linux).
+pub fn os_threads() -> usize {
+    status_field("Threads:")
+}
+
+/// Peak resident memory of this process, in KiB (Linux).
+pub fn peak_rss_kib() -> usize {
+    status_field("VmHWM:")
+}
+
+fn status_field(name: &str) -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(name))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /proc/self/status"))
+}

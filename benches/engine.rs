@@ -366,6 +366,11 @@ fn one_worker(c: &mut Criterion) {
         b.iter(|| sequential_sum(0..black_box(ONE_WORKER_ITEMS), splitmix64))
     });
     group.bench_function("engine", |b| b.iter(run_engine));
+    // For context: LLVM vectorizes the plain loop with SSE2, which emulates
+    // 64-bit multiplies and is slower here than scalar code.
+    group.bench_function("sequential_scalar", |b| {
+        b.iter(|| sequential_sum(0..black_box(ONE_WORKER_ITEMS), |i| splitmix64(black_box(i))))
+    });
     group.finish();
 }
 

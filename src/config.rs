@@ -5,6 +5,8 @@ use std::cell::RefCell;
 use std::sync::OnceLock;
 
 use crate::error::ConfigError;
+use crate::progress::{ProgressSink, SharedSink};
+use std::sync::Arc;
 
 /// Environment variable for the default worker count (PyPhi: `NUMBER_OF_CORES`).
 pub const ENV_WORKERS: &str = "MAPREDUCE_WORKERS";
@@ -39,6 +41,7 @@ pub struct Config {
     progress_bars: bool,
     parallel: bool,
     deterministic: bool,
+    progress_sink: Option<SharedSink>,
     /// Environment values that did not parse; reported when a run starts,
     /// forgotten once the setting they concern is set explicitly.
     env_errors: Vec<ConfigError>,
@@ -65,6 +68,7 @@ impl Default for Config {
             progress_bars: true,
             parallel: true,
             deterministic: true,
+            progress_sink: None,
             env_errors: Vec::new(),
         }
     }
@@ -199,6 +203,53 @@ impl Config {
         self.deterministic = on;
         self.forget_env_error(ENV_DETERMINISTIC);
         self
+    }
+
+    /// Tell `sink` how top-level runs progress (start, items done several
+    /// times a second, end), whether or not a bar is drawn. See
+    /// [`ProgressSink`].
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::Arc;
+    /// use mapreduce::{jobs, par_map_reduce, Config, Outcome, ProgressSink};
+    ///
+    /// struct Done(AtomicU64);
+    /// impl ProgressSink for Done {
+    ///     fn finish(&self, done: u64, _: Outcome) { self.0.store(done, Ordering::Relaxed) }
+    /// }
+    ///
+    /// let sink = Arc::new(Done(AtomicU64::new(0)));
+    /// let job = jobs::sum(|x: u64, _: &()| x);
+    /// Config::current().with_progress_sink(sink.clone()).scope(|| par_map_reduce(0..500u64, &(), job)).unwrap();
+    /// assert_eq!(sink.0.load(Ordering::Relaxed), 500);
+    /// ```
+    pub fn with_progress_sink(mut self, sink: Arc<dyn ProgressSink>) -> Config {
+        self.progress_sink = Some(SharedSink(sink));
+        self
+    }
+
+    /// No [`ProgressSink`] (the default).
+    ///
+    /// ```
+    /// assert!(mapreduce::Config::current().without_progress_sink().progress_sink().is_none());
+    /// ```
+    pub fn without_progress_sink(mut self) -> Config {
+        self.progress_sink = None;
+        self
+    }
+
+    /// The [`ProgressSink`] top-level runs report to, if any.
+    ///
+    /// ```
+    /// assert!(mapreduce::Config::default().progress_sink().is_none());
+    /// ```
+    pub fn progress_sink(&self) -> Option<Arc<dyn ProgressSink>> {
+        self.progress_sink.as_ref().map(|sink| Arc::clone(&sink.0))
+    }
+
+    pub(crate) fn progress_sink_shared(&self) -> Option<SharedSink> {
+        self.progress_sink.clone()
     }
 
     /// Run `f` under this configuration: on this thread, and in every task

@@ -67,9 +67,10 @@ mod engine;
 mod error;
 mod job;
 pub mod jobs;
-mod logging;
+pub mod logging;
 mod pool;
 pub mod prelude;
+mod progress;
 mod sequential;
 mod stream;
 pub mod testing;
@@ -79,6 +80,7 @@ pub use config::{Config, ENV_DETERMINISTIC, ENV_PARALLEL, ENV_PROGRESS, ENV_WORK
 pub use error::{ConfigError, Error};
 pub use job::MapReduce;
 pub use logging::init_logging;
+pub use progress::{Outcome, ProgressSink};
 pub use sequential::seq_map_reduce;
 pub use stream::par_map_reduce_iter;
 

@@ -1,18 +1,111 @@
-//! Logging setup for applications and examples.
+//! Logging that behaves with live progress bars: every record, from any
+//! thread, is printed above the bars, never torn through a bar line.
+
+use std::io::Write;
+
+use log::{Log, Metadata, Record};
+
+use crate::progress::above_bars;
 
 /// Install `env_logger` (filter from `RUST_LOG`, default `warn`) as the
-/// process logger, so that records logged with the `log` crate inside tasks,
-/// on any worker thread, are printed. Idempotent; if the application already
-/// installed its own logger, that one is left alone and keeps receiving the
-/// records.
+/// process logger, wrapped in [`AboveBars`] so that lines from any thread
+/// print above live progress bars. Each line names its thread, so records
+/// from workers show which (`mapreduce-<n>`). Idempotent; if the application
+/// already installed its own logger, that one is left alone (wrap it in
+/// [`AboveBars`] to get the same behaviour).
 ///
 /// ```
 /// mapreduce::init_logging();
 /// mapreduce::init_logging(); // a second call changes nothing
-/// log::warn!("visible with the default filter");
+/// log::warn!("printed above any live progress bar");
 /// ```
 pub fn init_logging() {
-    let env = env_logger::Env::default().default_filter_or("warn");
-    // Fails only when a logger is already installed: then keep that one.
-    let _ = env_logger::Builder::from_env(env).try_init();
+    init_logging_with(default_builder());
+}
+
+/// Like [`init_logging`], with your own `env_logger::Builder` (format,
+/// filters, target). Returns whether this call installed the logger (false
+/// when a logger was already installed).
+///
+/// ```
+/// let mut builder = env_logger::Builder::new();
+/// builder.filter_level(log::LevelFilter::Info).format_timestamp(None);
+/// let installed = mapreduce::logging::init_logging_with(builder);
+/// assert!(installed || log::max_level() != log::LevelFilter::Off);
+/// ```
+pub fn init_logging_with(mut builder: env_logger::Builder) -> bool {
+    let logger = builder.build();
+    let max_level = logger.filter();
+    let installed = log::set_boxed_logger(Box::new(AboveBars::new(logger))).is_ok();
+    if installed {
+        log::set_max_level(max_level);
+    }
+    installed
+}
+
+/// The builder [`init_logging`] uses: `RUST_LOG` (default `warn`), lines as
+/// `[time LEVEL target thread] message`.
+///
+/// ```
+/// let mut builder = mapreduce::logging::default_builder();
+/// builder.filter_module("my_app", log::LevelFilter::Debug);
+/// mapreduce::logging::init_logging_with(builder);
+/// ```
+pub fn default_builder() -> env_logger::Builder {
+    let mut builder = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"));
+    builder.format(|buf, record| {
+        let style = buf.default_level_style(record.level());
+        let thread = std::thread::current();
+        writeln!(
+            buf,
+            "[{} {style}{:<5}{style:#} {} {}] {}",
+            buf.timestamp(),
+            record.level(),
+            record.target(),
+            thread.name().unwrap_or("unnamed"),
+            record.args()
+        )
+    });
+    builder
+}
+
+/// Wraps any logger so that its lines print above live progress bars: the
+/// bars are cleared, the record is logged, the bars are redrawn.
+///
+/// ```
+/// let inner = env_logger::Builder::new().build();
+/// let logger = mapreduce::logging::AboveBars::new(inner);
+/// // log::set_boxed_logger(Box::new(logger)) installs it.
+/// # drop(logger);
+/// ```
+pub struct AboveBars<L> {
+    inner: L,
+}
+
+impl<L: Log> AboveBars<L> {
+    /// Wrap `inner`.
+    ///
+    /// ```
+    /// let logger = mapreduce::logging::AboveBars::new(env_logger::Logger::from_default_env());
+    /// # drop(logger);
+    /// ```
+    pub fn new(inner: L) -> AboveBars<L> {
+        AboveBars { inner }
+    }
+}
+
+impl<L: Log> Log for AboveBars<L> {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        self.inner.enabled(metadata)
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if self.inner.enabled(record.metadata()) {
+            above_bars(|| self.inner.log(record));
+        }
+    }
+
+    fn flush(&self) {
+        self.inner.flush();
+    }
 }

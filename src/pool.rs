@@ -28,12 +28,15 @@ pub(crate) fn install<R: Send>(workers: usize, parallel: bool, op: impl FnOnce()
 
 /// [`rayon::in_place_scope`] on the pool [`install`] would choose: `op` runs
 /// on this thread, what it spawns on the pool.
-pub(crate) fn in_place_scope<'scope, R>(workers: usize, op: impl FnOnce(&Scope<'scope>) -> R) -> Result<R, Error> {
-    if rayon::current_thread_index().is_some() {
-        Ok(rayon::in_place_scope(op))
-    } else {
-        Ok(pool(workers)?.in_place_scope(op))
+pub(crate) fn in_place_scope<'scope, R>(
+    workers: usize,
+    parallel: bool,
+    op: impl FnOnce(&Scope<'scope>) -> R,
+) -> Result<R, Error> {
+    if parallel && rayon::current_thread_index().is_some() {
+        return Ok(rayon::in_place_scope(op));
     }
+    Ok(pool(if parallel { workers } else { 1 })?.in_place_scope(op))
 }
 
 /// The pool of `workers` threads (at most the machine's cores).

@@ -6,7 +6,7 @@
 //! batch buffers are reused for the whole run, so memory stays flat however
 //! long the iterator is.
 
-use std::ops::ControlFlow::{Break, Continue};
+use std::ops::ControlFlow::{self, Break, Continue};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use rayon::iter::ParallelDrainRange;
@@ -17,6 +17,7 @@ use crate::engine::{self, into_value, Run};
 use crate::error::{Error, Panic};
 use crate::job::MapReduce;
 use crate::pool;
+use crate::progress::{Finished, Monitor, Tally};
 use crate::sequential;
 
 /// The largest batch, in bytes of items: two such buffers are all the memory
@@ -68,6 +69,36 @@ where
     C: Sync + ?Sized,
     J: MapReduce<I::Item, C>,
 {
+    let total = match items.size_hint() {
+        (lower, Some(upper)) if lower == upper => Some(lower),
+        _ => None,
+    };
+    let tally = Tally::new();
+    let mut monitor = Monitor::for_run(&config, job.description(), total);
+    let watched = monitor.as_ref().map(|_| &tally);
+    let outcome = fold_batches(items, ctx, job, &config, workers, watched, &mut monitor);
+    if let Some(monitor) = monitor {
+        monitor.finish(&tally, &outcome);
+    }
+    outcome.map(into_value)
+}
+
+/// Read batches and fold them on the pool, one batch ahead of the reading.
+fn fold_batches<I, C, J>(
+    items: I,
+    ctx: &C,
+    job: &J,
+    config: &Config,
+    workers: usize,
+    tally: Option<&Tally>,
+    monitor: &mut Option<Monitor>,
+) -> Result<ControlFlow<J::Acc, J::Acc>, Error>
+where
+    I: Iterator,
+    I::Item: Send,
+    C: Sync + ?Sized,
+    J: MapReduce<I::Item, C>,
+{
     let parent = cancel::current_task();
     let mut reader = Reader { items, read: 0 };
     let mut batch_len = (FIRST_BATCH_PER_WORKER * workers).min(max_batch_len::<I::Item>());
@@ -83,35 +114,41 @@ where
         let first_index = reader.read - current.len();
         batch_len = (batch_len * 2).min(max_batch_len::<I::Item>());
         let state = Shortcircuit::new(config.deterministic(), parent.clone());
-        let run = Run::new(job, ctx, config.clone(), state);
+        let run = Run::new(job, ctx, config.clone(), state, tally);
+        let finished = Finished::new();
         let mut folded = None;
-        let read = pool::in_place_scope(workers, |scope| {
-            scope.spawn(|_| folded = Some(engine::drive(current.par_drain(..), &run, Some(first_index))));
-            reader.fill(&mut next, batch_len, Some(&run.state))
+        let read = pool::in_place_scope(workers, true, |scope| {
+            scope.spawn(|_| {
+                let _signal = finished.on_drop();
+                folded = Some(engine::drive(current.par_drain(..), &run, Some(first_index)));
+            });
+            let read = reader.fill(&mut next, batch_len, Some((&run.state, &mut *monitor, tally)));
+            if let (Some(monitor), Some(tally)) = (monitor.as_mut(), tally) {
+                monitor.watch(tally, &finished);
+            }
+            read
         })?;
         // The batch comes before what was read meanwhile: its events first.
-        let Some(folded) = folded else {
-            unreachable!("rayon's scope waits for the batch it spawned")
-        };
+        let folded = folded.unwrap_or_else(|| unreachable!("rayon's scope waits for the batch it spawned"));
         let batch_acc = match folded? {
             Continue(batch_acc) => batch_acc,
-            Break(batch_acc) => return merge(job, acc, batch_acc).map(into_value),
+            Break(batch_acc) => return merge(job, acc, batch_acc).map(|flow| Break(into_value(flow))),
         };
         acc = match merge(job, acc, batch_acc)? {
             Continue(acc) => acc,
-            Break(acc) => return Ok(acc),
+            Break(acc) => return Ok(Break(acc)),
         };
         read?;
         std::mem::swap(&mut current, &mut next);
     }
-    Ok(acc)
+    Ok(Continue(acc))
 }
 
 fn merge<T, C: ?Sized, J: MapReduce<T, C>>(
     job: &J,
     left: J::Acc,
     right: J::Acc,
-) -> Result<std::ops::ControlFlow<J::Acc, J::Acc>, Error> {
+) -> Result<ControlFlow<J::Acc, J::Acc>, Error> {
     catch_unwind(AssertUnwindSafe(|| job.merge(left, right))).map_err(|payload| Panic::new(None, payload).into())
 }
 
@@ -128,14 +165,23 @@ struct Reader<I> {
 
 impl<I: Iterator> Reader<I> {
     /// Append up to `len` items to `batch`; stop early once the batch being
-    /// folded (`folding`) has ended the run. A panic in the iterator is
-    /// reported with the index of the item being read.
-    fn fill(&mut self, batch: &mut Vec<I::Item>, len: usize, folding: Option<&Shortcircuit>) -> Result<(), Error> {
+    /// folded (`folding`) has ended the run, and keep its progress display
+    /// live meanwhile. A panic in the iterator is reported with the index of
+    /// the item being read.
+    fn fill(&mut self, batch: &mut Vec<I::Item>, len: usize, folding: Option<Folding<'_>>) -> Result<(), Error> {
         let (items, read) = (&mut self.items, &mut self.read);
+        let mut folding = folding;
         catch_unwind(AssertUnwindSafe(|| {
             while batch.len() < len {
-                if batch.len() % READ_CHECK_EVERY == 0 && folding.is_some_and(Shortcircuit::has_event) {
-                    return;
+                if batch.len() % READ_CHECK_EVERY == 0 {
+                    if let Some((state, monitor, tally)) = &mut folding {
+                        if state.has_event() {
+                            return;
+                        }
+                        if let (Some(monitor), Some(tally)) = (monitor.as_mut(), tally) {
+                            monitor.tick(tally);
+                        }
+                    }
                 }
                 match items.next() {
                     Some(item) => batch.push(item),
@@ -147,6 +193,10 @@ impl<I: Iterator> Reader<I> {
         .map_err(|payload| Panic::new(Some(self.read), payload).into())
     }
 }
+
+/// What the reader looks at while a batch is folded: the batch's state, and
+/// the run's progress display.
+type Folding<'a> = (&'a Shortcircuit, &'a mut Option<Monitor>, Option<&'a Tally>);
 
 #[cfg(test)]
 mod tests {

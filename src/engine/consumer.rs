@@ -16,6 +16,7 @@ use rayon::iter::plumbing::{Consumer, Folder, Reducer, UnindexedConsumer};
 use super::run::{Part, Piece, Run};
 use crate::cancel::FIRST_POSITION;
 use crate::job::MapReduce;
+use crate::progress::Publisher;
 
 pub(crate) struct MapReduceConsumer<'r, 'a, T, J: MapReduce<T, C>, C: ?Sized> {
     run: &'r Run<'a, T, J, C>,
@@ -163,24 +164,35 @@ where
         };
         let (run, position) = (self.run, self.position);
         let (job, ctx, state) = (run.job, run.ctx, &*run.state);
-        // Counts the items folded, for the index of a panicking one.
+        // Counts the items folded, for the index of a panicking one and for
+        // the progress tally, which gets them in batches.
         let mut folded = 0usize;
-        let counter = &mut folded;
-        // The per-item loop: one relaxed load, the user's two calls.
+        let mut publisher = Publisher::new(run.tally);
+        let (counter, progress) = (&mut folded, &mut publisher);
+        // The per-item loop: one relaxed load, the user's two calls, one
+        // comparison with a local.
         let step = run.guarded(position, move || {
             let mut acc = acc;
+            let mut publish_at = progress.next_at();
             for item in items {
                 if state.is_past(position) {
                     return Step::Cancelled;
                 }
-                match job.process_result(job.compute(item, ctx), acc) {
+                let flow = job.process_result(job.compute(item, ctx), acc);
+                *counter += 1;
+                if *counter == publish_at {
+                    progress.publish(*counter);
+                    publish_at = progress.next_at();
+                }
+                match flow {
                     Continue(next) => acc = next,
                     Break(last) => return Step::Broke(last),
                 }
-                *counter += 1;
             }
             Step::Done(acc)
         });
+        publisher.flush(folded);
+        // On a panic, `folded` counts the items before the panicking one.
         let index = self.next_index.map(|next| next + folded);
         self.part = match step {
             Ok(Step::Done(acc)) => {
@@ -189,7 +201,8 @@ where
             }
             Ok(Step::Broke(acc)) => {
                 state.record_event(position);
-                log::trace!("Break at item {index:?} (task position {position})");
+                let item = index.map(|next| next - 1);
+                log::trace!("Break at item {item:?} (task position {position})");
                 Part::Broke(acc)
             }
             Ok(Step::Cancelled) => Part::Skipped,

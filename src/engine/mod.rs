@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::job::MapReduce;
 use crate::pool;
+use crate::progress::{Finished, Monitor, Tally};
 use consumer::MapReduceConsumer;
 
 /// A whole run of `job` over a parallel iterator under the current config.
@@ -40,9 +41,25 @@ where
         },
     );
     let state = Shortcircuit::new(deterministic, cancel::current_task());
-    let run = Run::new(job, ctx, config, state);
-    let flow = pool::install(workers, parallel, || drive(items, &run, Some(0)))??;
-    Ok(into_value(flow))
+    let tally = Tally::new();
+    let Some(mut monitor) = Monitor::for_run(&config, job.description(), items.opt_len()) else {
+        let run = Run::new(job, ctx, config, state, None);
+        return pool::install(workers, parallel, || drive(items, &run, Some(0)))?.map(into_value);
+    };
+    // Someone watches: the run goes to the pool, this thread draws.
+    let run = Run::new(job, ctx, config, state, Some(&tally));
+    let finished = Finished::new();
+    let mut outcome = None;
+    pool::in_place_scope(workers, parallel, |scope| {
+        scope.spawn(|_| {
+            let _signal = finished.on_drop();
+            outcome = Some(drive(items, &run, Some(0)));
+        });
+        monitor.watch(&tally, &finished);
+    })?;
+    let outcome = outcome.unwrap_or_else(|| unreachable!("rayon's scope waits for the run it spawned"));
+    monitor.finish(&tally, &outcome);
+    outcome.map(into_value)
 }
 
 /// Drive `items` through `run` on the current thread's pool. `first_index`

@@ -12,6 +12,7 @@ use crate::cancel::{Shortcircuit, TaskFrame, Token};
 use crate::config::Config;
 use crate::error::{Error, Panic};
 use crate::job::MapReduce;
+use crate::progress::Tally;
 
 /// How a stretch of adjacent items ended.
 pub(crate) enum Part<A> {
@@ -39,18 +40,27 @@ pub(crate) struct Run<'a, T, J: MapReduce<T, C>, C: ?Sized> {
     pub(crate) ctx: &'a C,
     pub(crate) state: Arc<Shortcircuit>,
     pub(crate) config: Config,
+    /// Where tasks count the items they process, when someone watches.
+    pub(crate) tally: Option<&'a Tally>,
     /// A panic in `merge`: it aborts the run and is its result.
     merge_failure: Mutex<Option<Panic>>,
     _item: PhantomData<fn(T)>,
 }
 
 impl<'a, T, J: MapReduce<T, C>, C: ?Sized> Run<'a, T, J, C> {
-    pub(crate) fn new(job: &'a J, ctx: &'a C, config: Config, state: Arc<Shortcircuit>) -> Self {
+    pub(crate) fn new(
+        job: &'a J,
+        ctx: &'a C,
+        config: Config,
+        state: Arc<Shortcircuit>,
+        tally: Option<&'a Tally>,
+    ) -> Self {
         Run {
             job,
             ctx,
             state,
             config,
+            tally,
             merge_failure: Mutex::new(None),
             _item: PhantomData,
         }

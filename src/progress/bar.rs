@@ -1,0 +1,79 @@
+//! What is drawn: an indicatif bar on stderr, among all live bars of the
+//! process, so that log lines can be printed above them.
+
+use std::cell::Cell;
+use std::sync::{LazyLock, Once};
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Every live bar of the process, drawn together on stderr.
+static BARS: LazyLock<MultiProgress> = LazyLock::new(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+
+thread_local! {
+    /// Whether this thread is printing above the bars right now.
+    static PRINTING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Run `f` (which prints) with the live bars cleared, then redraw them.
+pub(crate) fn above_bars<R>(f: impl FnOnce() -> R) -> R {
+    if PRINTING.get() {
+        // Reentered (a panic or a log record while printing): the bars are
+        // already cleared, and their lock is held by this thread.
+        return f();
+    }
+    struct Printing;
+    impl Drop for Printing {
+        fn drop(&mut self) {
+            PRINTING.set(false);
+        }
+    }
+    PRINTING.set(true);
+    let _printing = Printing;
+    BARS.suspend(f)
+}
+
+/// Print panic messages above the bars too: wrap the panic hook in force
+/// (the application's or the default one), once, when the first bar shows.
+fn print_panics_above_bars() {
+    static WRAPPED: Once = Once::new();
+    WRAPPED.call_once(|| {
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| above_bars(|| hook(info))));
+    });
+}
+
+/// A new bar, already drawn, for a run that has lasted `elapsed` so far.
+pub(crate) fn show(description: &str, total: Option<u64>, done: u64, elapsed: Duration) -> ProgressBar {
+    print_panics_above_bars();
+    let label = if description.is_empty() {
+        "Processing"
+    } else {
+        description
+    };
+    let bar = match total {
+        Some(total) => ProgressBar::new(total).with_style(
+            ProgressStyle::with_template(
+                "{msg} {wide_bar} {human_pos}/{human_len} [{elapsed_precise} < {eta_precise}, {per_sec}]",
+            )
+            .expect("a valid template"),
+        ),
+        None => ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} {msg} {human_pos} items [{elapsed_precise}, {per_sec}]")
+                .expect("a valid template"),
+        ),
+    };
+    let bar = BARS.add(
+        bar.with_message(label.to_owned())
+            .with_elapsed(elapsed)
+            .with_position(done),
+    );
+    bar.tick();
+    bar
+}
+
+/// Remove a bar from the screen: nothing of it is left.
+pub(crate) fn clear(bar: ProgressBar) {
+    bar.finish_and_clear();
+    BARS.remove(&bar);
+}

@@ -1,0 +1,151 @@
+//! Progress of top-level runs: counted by the workers in batches
+//! ([`tally`]), watched by the thread that started the run ([`Monitor`]),
+//! shown as a bar on a terminal ([`bar`]) and told to a [`ProgressSink`].
+//!
+//! The thread that starts a run has nothing else to do while it waits, so it
+//! is the one that draws: no extra thread, and the workers only add to a
+//! counter now and then.
+
+mod bar;
+mod sink;
+mod tally;
+
+use std::io::IsTerminal;
+use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
+
+use indicatif::ProgressBar;
+use parking_lot::{Condvar, Mutex};
+
+pub(crate) use bar::above_bars;
+pub(crate) use sink::SharedSink;
+pub use sink::{Outcome, ProgressSink};
+pub(crate) use tally::{Publisher, Tally};
+
+use crate::config::Config;
+use crate::error::Error;
+
+/// A run shows a bar only once it has lasted this long: thousands of quick
+/// runs never flash one.
+const BAR_DELAY: Duration = Duration::from_millis(400);
+/// How often the bar and the sink are updated.
+const REFRESH: Duration = Duration::from_millis(100);
+
+/// Watches one top-level run on the thread that started it.
+pub(crate) struct Monitor {
+    description: String,
+    total: Option<u64>,
+    sink: Option<SharedSink>,
+    draw_bar: bool,
+    bar: Option<ProgressBar>,
+    started: Instant,
+    last_refresh: Instant,
+}
+
+impl Monitor {
+    /// A monitor for a run about to start here, or `None` when nobody would
+    /// watch it: bars off or stderr not a terminal, and no sink; or the run
+    /// is nested in a task (nested runs draw no bar of their own).
+    pub(crate) fn for_run(config: &Config, description: &str, total: Option<usize>) -> Option<Monitor> {
+        if rayon::current_thread_index().is_some() {
+            return None;
+        }
+        let draw_bar = config.progress_bars() && std::io::stderr().is_terminal();
+        let sink = config.progress_sink_shared();
+        if !draw_bar && sink.is_none() {
+            return None;
+        }
+        let total = total.map(|n| n as u64);
+        if let Some(sink) = &sink {
+            sink.0.start(description, total);
+        }
+        let now = Instant::now();
+        Some(Monitor {
+            description: description.to_owned(),
+            total,
+            sink,
+            draw_bar,
+            bar: None,
+            started: now,
+            last_refresh: now,
+        })
+    }
+
+    /// Update the bar and the sink if it is time to.
+    pub(crate) fn tick(&mut self, tally: &Tally) {
+        let now = Instant::now();
+        if now - self.last_refresh < REFRESH {
+            return;
+        }
+        self.last_refresh = now;
+        let done = tally.done();
+        if self.draw_bar && self.bar.is_none() && now - self.started >= BAR_DELAY {
+            self.bar = Some(bar::show(&self.description, self.total, done, now - self.started));
+        }
+        if let Some(bar) = &self.bar {
+            bar.set_position(done);
+        }
+        if let Some(sink) = &self.sink {
+            sink.0.update(done);
+        }
+    }
+
+    /// Keep the display live until `finished` is signalled.
+    pub(crate) fn watch(&mut self, tally: &Tally, finished: &Finished) {
+        while !finished.wait(REFRESH) {
+            self.tick(tally);
+        }
+    }
+
+    /// The run ended: clear the bar, tell the sink.
+    pub(crate) fn finish<A>(self, tally: &Tally, result: &Result<ControlFlow<A, A>, Error>) {
+        if let Some(bar) = self.bar {
+            bar::clear(bar);
+        }
+        if let Some(sink) = &self.sink {
+            let outcome = match result {
+                Ok(ControlFlow::Continue(_)) => Outcome::Completed,
+                Ok(ControlFlow::Break(_)) => Outcome::Shortcircuited,
+                Err(_) => Outcome::Failed,
+            };
+            sink.0.finish(tally.done(), outcome);
+        }
+    }
+}
+
+/// Tells the watching thread that the work it waits for is done.
+pub(crate) struct Finished {
+    done: Mutex<bool>,
+    signal: Condvar,
+}
+
+impl Finished {
+    pub(crate) fn new() -> Finished {
+        Finished {
+            done: Mutex::new(false),
+            signal: Condvar::new(),
+        }
+    }
+
+    /// A guard that signals when dropped, also when the work unwinds, so
+    /// the watcher can never wait forever.
+    pub(crate) fn on_drop(&self) -> impl Drop + '_ {
+        struct Signal<'f>(&'f Finished);
+        impl Drop for Signal<'_> {
+            fn drop(&mut self) {
+                *self.0.done.lock() = true;
+                self.0.signal.notify_all();
+            }
+        }
+        Signal(self)
+    }
+
+    /// Wait up to `timeout`; whether the work is done.
+    fn wait(&self, timeout: Duration) -> bool {
+        let mut done = self.done.lock();
+        if !*done {
+            self.signal.wait_for(&mut done, timeout);
+        }
+        *done
+    }
+}

@@ -9,12 +9,28 @@ use crate::progress::{ProgressSink, SharedSink};
 use std::sync::Arc;
 
 /// Environment variable for the default worker count (PyPhi: `NUMBER_OF_CORES`).
+///
+/// ```
+/// assert_eq!(mapreduce::ENV_WORKERS, "MAPREDUCE_WORKERS");
+/// ```
 pub const ENV_WORKERS: &str = "MAPREDUCE_WORKERS";
 /// Environment variable for the default of progress bars (PyPhi: `PROGRESS_BARS`).
+///
+/// ```
+/// assert_eq!(mapreduce::ENV_PROGRESS, "MAPREDUCE_PROGRESS");
+/// ```
 pub const ENV_PROGRESS: &str = "MAPREDUCE_PROGRESS";
 /// Environment variable for the default of parallel runs (PyPhi: `PARALLEL`).
+///
+/// ```
+/// assert_eq!(mapreduce::ENV_PARALLEL, "MAPREDUCE_PARALLEL");
+/// ```
 pub const ENV_PARALLEL: &str = "MAPREDUCE_PARALLEL";
 /// Environment variable for the default of deterministic shortcircuits.
+///
+/// ```
+/// assert_eq!(mapreduce::ENV_DETERMINISTIC, "MAPREDUCE_DETERMINISTIC");
+/// ```
 pub const ENV_DETERMINISTIC: &str = "MAPREDUCE_DETERMINISTIC";
 
 /// How runs behave: how many workers, whether to draw progress bars, whether

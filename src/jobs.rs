@@ -18,7 +18,12 @@ use std::ops::ControlFlow::{self, Break, Continue};
 
 use crate::job::MapReduce;
 
-/// Collects `map(item)` for every item, in input order.
+/// Collects `map(item)` for every item, in input order; made by [`collect`].
+///
+/// ```
+/// let job: mapreduce::jobs::Collect<_, u8, (), u16> = mapreduce::jobs::collect(|x: u8, _: &()| u16::from(x) * 2);
+/// assert_eq!(mapreduce::seq_map_reduce([1u8, 2], &(), job).unwrap(), [2, 4]);
+/// ```
 pub struct Collect<F, T, C: ?Sized, U> {
     map: F,
     _types: Signature<T, C, U>,
@@ -63,7 +68,12 @@ impl<T, C: ?Sized, U: Send, F: Fn(T, &C) -> U + Sync> MapReduce<T, C> for Collec
     }
 }
 
-/// Adds up `map(item)` over all items.
+/// Adds up `map(item)` over all items; made by [`sum`].
+///
+/// ```
+/// let job = mapreduce::jobs::sum(|x: u8, _: &()| u32::from(x));
+/// assert_eq!(mapreduce::seq_map_reduce([200u8, 100], &(), job).unwrap(), 300);
+/// ```
 pub struct Sum<F, T, C: ?Sized, S> {
     map: F,
     _types: Signature<T, C, S>,
@@ -108,7 +118,12 @@ where
     }
 }
 
-/// Counts the items for which a predicate holds.
+/// Counts the items for which a predicate holds; made by [`count`].
+///
+/// ```
+/// let job = mapreduce::jobs::count(|word: &&str, _: &()| word.len() > 3);
+/// assert_eq!(mapreduce::seq_map_reduce(["tiny", "big", "huge"], &(), job).unwrap(), 2);
+/// ```
 pub struct Count<P, T, C: ?Sized> {
     predicate: P,
     _types: Signature<T, C, ()>,
@@ -148,6 +163,10 @@ impl<T, C: ?Sized, P: Fn(&T, &C) -> bool + Sync> MapReduce<T, C> for Count<P, T,
 }
 
 /// Which end of the key order a [`Best`] job keeps.
+///
+/// ```
+/// assert_ne!(mapreduce::jobs::Keep::Min, mapreduce::jobs::Keep::Max);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Keep {
     /// The smallest key.
@@ -164,7 +183,13 @@ type Signature<T, C, R> = PhantomData<fn(T, &C) -> R>;
 type Found<K, V> = Option<(K, V)>;
 
 /// Keeps the `(key, value)` with the smallest (or largest) key, the leftmost
-/// on ties; optionally stops at the first key as good as a bound.
+/// on ties; optionally stops at the first key as good as a bound. Made by
+/// [`min_by_key`] and [`max_by_key`].
+///
+/// ```
+/// let job = mapreduce::jobs::min_by_key(|x: i32, _: &()| ((x - 3).abs(), x));
+/// assert_eq!(mapreduce::seq_map_reduce([1, 2, 4, 5], &(), job).unwrap(), Some((1, 2)));
+/// ```
 pub struct Best<F, T, C: ?Sized, K, V> {
     evaluate: F,
     keep: Keep,
@@ -277,7 +302,12 @@ where
     }
 }
 
-/// Finds the first item for which a predicate holds.
+/// Finds the first item for which a predicate holds; made by [`find_first`].
+///
+/// ```
+/// let job = mapreduce::jobs::find_first(|x: &i32, _: &()| *x < 0);
+/// assert_eq!(mapreduce::seq_map_reduce([3, -1, -7], &(), job).unwrap(), Some(-1));
+/// ```
 pub struct FindFirst<P, T, C: ?Sized> {
     predicate: P,
     _types: Signature<T, C, ()>,
@@ -321,7 +351,13 @@ impl<T: Send, C: ?Sized, P: Fn(&T, &C) -> bool + Sync> MapReduce<T, C> for FindF
     }
 }
 
-/// Decides whether a predicate holds for any (or for all) items.
+/// Decides whether a predicate holds for any (or for all) items; made by
+/// [`any`] and [`all`].
+///
+/// ```
+/// let job = mapreduce::jobs::any(|x: &i32, _: &()| *x > 2);
+/// assert!(mapreduce::seq_map_reduce([1, 2, 3], &(), job).unwrap());
+/// ```
 pub struct Quantifier<P, T, C: ?Sized> {
     predicate: P,
     /// The answer that ends the search: `true` for any, `false` for all.
@@ -385,7 +421,15 @@ impl<T, C: ?Sized, P: Fn(&T, &C) -> bool + Sync> MapReduce<T, C> for Quantifier<
     }
 }
 
-/// Any job with a progress-bar description of your choosing.
+/// Any job with a progress-bar description of your choosing; made by
+/// [`described`].
+///
+/// ```
+/// use mapreduce::{jobs, MapReduce};
+///
+/// let job = jobs::described("Squaring", jobs::collect(|x: u8, _: &()| x * x));
+/// assert_eq!(MapReduce::<u8>::description(&job), "Squaring");
+/// ```
 pub struct Described<J> {
     description: String,
     job: J,

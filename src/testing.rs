@@ -7,6 +7,15 @@ use crate::job::MapReduce;
 
 /// A broken merge law: splitting the items and merging the parts gave a
 /// different answer than folding them in one go.
+///
+/// ```
+/// let violation = mapreduce::testing::LawViolation {
+///     split: "[0..1] [1..2]".into(),
+///     expected: "Continue(3)".into(),
+///     found: "Continue(-1)".into(),
+/// };
+/// assert!(violation.to_string().starts_with("merge law broken for the split [0..1] [1..2]"));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LawViolation {
     /// How the items were split, for example `[0..3] [3..7] [7..10]`.

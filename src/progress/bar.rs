@@ -5,7 +5,7 @@ use std::cell::Cell;
 use std::sync::{LazyLock, Once};
 use std::time::Duration;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{HumanCount, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 /// Every live bar of the process, drawn together on stderr.
 static BARS: LazyLock<MultiProgress> = LazyLock::new(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
@@ -54,13 +54,15 @@ pub(crate) fn show(description: &str, total: Option<u64>, done: u64, elapsed: Du
     let bar = match total {
         Some(total) => ProgressBar::new(total).with_style(
             ProgressStyle::with_template(
-                "{msg} {wide_bar} {human_pos}/{human_len} [{elapsed_precise} < {eta_precise}, {per_sec}]",
+                "{msg} {wide_bar} {human_pos}/{human_len} [{elapsed_precise} < {eta_precise}, {rate}]",
             )
-            .expect("a valid template"),
+            .expect("a valid template")
+            .with_key("rate", rate),
         ),
         None => ProgressBar::new_spinner().with_style(
-            ProgressStyle::with_template("{spinner} {msg} {human_pos} items [{elapsed_precise}, {per_sec}]")
-                .expect("a valid template"),
+            ProgressStyle::with_template("{spinner} {msg} {human_pos} items [{elapsed_precise}, {rate}]")
+                .expect("a valid template")
+                .with_key("rate", rate),
         ),
     };
     let bar = BARS.add(
@@ -70,6 +72,16 @@ pub(crate) fn show(description: &str, total: Option<u64>, done: u64, elapsed: Du
     );
     bar.tick();
     bar
+}
+
+/// Items per second, without indicatif's four decimals.
+fn rate(state: &ProgressState, out: &mut dyn std::fmt::Write) {
+    let per_sec = state.per_sec();
+    let _ = if per_sec >= 10.0 {
+        write!(out, "{}/s", HumanCount(per_sec as u64))
+    } else {
+        write!(out, "{per_sec:.2}/s")
+    };
 }
 
 /// Remove a bar from the screen: nothing of it is left.

@@ -5,6 +5,11 @@ use std::fmt;
 use std::sync::Arc;
 
 /// How a run ended, as told to a [`ProgressSink`].
+///
+/// ```
+/// use mapreduce::Outcome;
+/// assert_ne!(Outcome::Completed, Outcome::Shortcircuited);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Outcome {

@@ -12,6 +12,8 @@
 //! level. `--mode shortcircuit` breaks and `--mode panic` panics at three
 //! quarters of the items. `--unknown-length` streams the items from a plain
 //! iterator that does not know its length (a spinner instead of a bar).
+//! `--nested` makes every item run a nested search of its own, shown as a
+//! child bar under the main one.
 
 use std::ops::ControlFlow::{self, Break, Continue};
 use std::time::Duration;
@@ -20,6 +22,7 @@ use mapreduce::prelude::*;
 
 struct Slow {
     millis: u64,
+    nested: bool,
     stop_at: Option<u64>,
     panic_at: Option<u64>,
 }
@@ -35,6 +38,16 @@ impl MapReduce<u64> for Slow {
         0
     }
     fn compute(&self, item: u64, _: &()) -> u64 {
+        if self.nested {
+            let inner = jobs::described(
+                "Inner search",
+                jobs::count(|_: &u64, _: &()| {
+                    std::thread::sleep(Duration::from_millis(self.millis));
+                    true
+                }),
+            );
+            par_map_reduce(0..200u64, &(), inner).expect("the inner search");
+        }
         std::thread::sleep(Duration::from_millis(self.millis));
         if self.panic_at == Some(item) {
             panic!("item {item} is corrupt");
@@ -61,6 +74,7 @@ fn main() {
     let mut items = 2000u64;
     let mut millis = 3u64;
     let mut unknown_length = false;
+    let mut nested = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -68,6 +82,7 @@ fn main() {
             "--items" => items = args.next().and_then(|n| n.parse().ok()).expect("--items N"),
             "--millis" => millis = args.next().and_then(|n| n.parse().ok()).expect("--millis M"),
             "--unknown-length" => unknown_length = true,
+            "--nested" => nested = true,
             other => panic!("unknown argument {other:?}"),
         }
     }
@@ -78,14 +93,18 @@ fn main() {
     let at = items * 3 / 4;
     let job = Slow {
         millis,
+        nested,
         stop_at: (mode == "shortcircuit").then_some(at),
         panic_at: (mode == "panic").then_some(at),
     };
-    let result = if unknown_length {
-        par_map_reduce_iter((0..items).filter(|_| true), &(), &job)
-    } else {
-        par_map_reduce(0..items, &(), &job)
-    };
+    let config = Config::current().with_nested_progress_bars(nested);
+    let result = config.scope(|| {
+        if unknown_length {
+            par_map_reduce_iter((0..items).filter(|_| true), &(), &job)
+        } else {
+            par_map_reduce(0..items, &(), &job)
+        }
+    });
     match result {
         Ok(done) => println!("result: {done} items folded"),
         Err(err) => println!("result: error: {err}"),

@@ -58,6 +58,7 @@ pub struct Config {
     parallel: bool,
     deterministic: bool,
     progress_sink: Option<SharedSink>,
+    nested_progress_bars: bool,
     /// Environment values that did not parse; reported when a run starts,
     /// forgotten once the setting they concern is set explicitly.
     env_errors: Vec<ConfigError>,
@@ -85,6 +86,7 @@ impl Default for Config {
             parallel: true,
             deterministic: true,
             progress_sink: None,
+            nested_progress_bars: false,
             env_errors: Vec::new(),
         }
     }
@@ -219,6 +221,28 @@ impl Config {
         self.deterministic = on;
         self.forget_env_error(ENV_DETERMINISTIC);
         self
+    }
+
+    /// Also show runs nested in tasks, as child bars under the top-level
+    /// run's bar, removed when they end (off by default: nested runs draw
+    /// no bar of their own). Needs progress bars on.
+    ///
+    /// ```
+    /// let config = mapreduce::Config::current().with_nested_progress_bars(true);
+    /// assert!(config.nested_progress_bars());
+    /// ```
+    pub fn with_nested_progress_bars(mut self, on: bool) -> Config {
+        self.nested_progress_bars = on;
+        self
+    }
+
+    /// Whether nested runs show child bars.
+    ///
+    /// ```
+    /// assert!(!mapreduce::Config::default().nested_progress_bars());
+    /// ```
+    pub fn nested_progress_bars(&self) -> bool {
+        self.nested_progress_bars
     }
 
     /// Tell `sink` how top-level runs progress (start, items done several

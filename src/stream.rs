@@ -17,7 +17,7 @@ use crate::engine::{self, into_value, Run};
 use crate::error::{Error, Panic};
 use crate::job::MapReduce;
 use crate::pool;
-use crate::progress::{Finished, Monitor, Tally};
+use crate::progress::{self, Finished, Monitor, Tally};
 use crate::sequential;
 
 /// The largest batch, in bytes of items: two such buffers are all the memory
@@ -75,7 +75,12 @@ where
     };
     let tally = Tally::new();
     let mut monitor = Monitor::for_run(&config, job.description(), total);
-    let watched = monitor.as_ref().map(|_| &tally);
+    let child = progress::child_for_run(&config, job.description(), total);
+    let watched = match (&monitor, &child) {
+        (Some(_), _) => Some(&tally),
+        (None, Some(child)) => Some(child.tally()),
+        (None, None) => None,
+    };
     let outcome = fold_batches(items, ctx, job, &config, workers, watched, &mut monitor);
     if let Some(monitor) = monitor {
         monitor.finish(&tally, &outcome);

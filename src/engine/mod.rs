@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::job::MapReduce;
 use crate::pool;
-use crate::progress::{Finished, Monitor, Tally};
+use crate::progress::{self, ChildGuard, Finished, Monitor, Tally};
 use consumer::MapReduceConsumer;
 
 /// A whole run of `job` over a parallel iterator under the current config.
@@ -43,7 +43,8 @@ where
     let state = Shortcircuit::new(deterministic, cancel::current_task());
     let tally = Tally::new();
     let Some(mut monitor) = Monitor::for_run(&config, job.description(), items.opt_len()) else {
-        let run = Run::new(job, ctx, config, state, None);
+        let child = progress::child_for_run(&config, job.description(), items.opt_len());
+        let run = Run::new(job, ctx, config, state, child.as_ref().map(ChildGuard::tally));
         return pool::install(workers, parallel, || drive(items, &run, Some(0)))?.map(into_value);
     };
     // Someone watches: the run goes to the pool, this thread draws.

@@ -7,6 +7,7 @@
 //! counter now and then.
 
 mod bar;
+mod nested;
 mod sink;
 mod tally;
 
@@ -18,6 +19,7 @@ use indicatif::ProgressBar;
 use parking_lot::{Condvar, Mutex};
 
 pub(crate) use bar::above_bars;
+pub(crate) use nested::ChildGuard;
 pub(crate) use sink::SharedSink;
 pub use sink::{Outcome, ProgressSink};
 pub(crate) use tally::{Publisher, Tally};
@@ -84,6 +86,7 @@ impl Monitor {
         }
         if let Some(bar) = &self.bar {
             bar.set_position(done);
+            nested::draw_children(now);
         }
         if let Some(sink) = &self.sink {
             sink.0.update(done);
@@ -111,6 +114,15 @@ impl Monitor {
             sink.0.finish(tally.done(), outcome);
         }
     }
+}
+
+/// A child bar for a run nested in a task, when the config asks for one and
+/// a top-level bar can show it.
+pub(crate) fn child_for_run(config: &Config, description: &str, total: Option<usize>) -> Option<ChildGuard> {
+    let wanted = config.progress_bars() && config.nested_progress_bars();
+    let nested = rayon::current_thread_index().is_some();
+    (wanted && nested && std::io::stderr().is_terminal())
+        .then(|| ChildGuard::register(description, total.map(|n| n as u64)))
 }
 
 /// Tells the watching thread that the work it waits for is done.

@@ -7,9 +7,12 @@
 //!
 //! `.ci/run` installs tmux; elsewhere the test is skipped without it.
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+mod common;
+
+use common::example;
 
 struct Tmux {
     socket: String,
@@ -80,22 +83,6 @@ impl Drop for Tmux {
     }
 }
 
-fn example() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
-    let path = dir.join("live_progress");
-    if !path.exists() {
-        let profile_release = dir.parent().unwrap().ends_with("release");
-        let mut build = Command::new(env!("CARGO"));
-        build.args(["build", "--example", "live_progress"]);
-        if profile_release {
-            build.arg("--release");
-        }
-        assert!(build.status().unwrap().success(), "building the example failed");
-    }
-    path
-}
-
 fn tmux_available() -> bool {
     let found = Command::new("tmux")
         .arg("-V")
@@ -150,7 +137,10 @@ fn run_in_terminal(mode: &str, expect_result: &str) {
     if !tmux_available() {
         return;
     }
-    let command = format!("{} --mode {mode} --items 2000 --millis 3", example().display());
+    let command = format!(
+        "{} --mode {mode} --items 2000 --millis 3",
+        example("live_progress").display()
+    );
     let tmux = Tmux::start(mode, &command);
 
     // During the run: the description and a done/total count.

@@ -100,3 +100,36 @@ fn status_field(name: &str) -> usize {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("{name} not in /proc/self/status"))
 }
+
+/// The path of example `name`, built for the profile the tests run in
+/// (`cargo test` builds the examples; a lone `--test` run builds it here).
+pub fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
+    let path = dir.join(name);
+    if !path.exists() {
+        let release = dir.parent().unwrap().ends_with("release");
+        let mut build = std::process::Command::new(env!("CARGO"));
+        build.args(["build", "--example", name]);
+        if release {
+            build.arg("--release");
+        }
+        assert!(build.status().unwrap().success(), "building example {name} failed");
+    }
+    path
+}
+
+/// Run example `name` with `args`; its standard output, which must succeed.
+pub fn run_example(name: &str, args: &[&str]) -> String {
+    let output = std::process::Command::new(example(name))
+        .args(args)
+        .env("MAPREDUCE_PROGRESS", "0")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "example {name} {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}

@@ -4,9 +4,14 @@
 //! ```
 //! use mapreduce::{jobs, par_map_reduce};
 //!
-//! let cheapest = par_map_reduce(1..100_000u64, &(), jobs::min_by_key(|x: u64, _: &()| (x * 7919 % 10_007, x)).stop_at(0));
-//! assert_eq!(cheapest.unwrap(), Some((0, 10_007)));
+//! let cost = |cut: u64, _: &()| (cut * 7919 % 10_007, cut); // (cost, cut)
+//! let cheapest = par_map_reduce(1..100_000u64, &(), jobs::min_by_key(cost).stop_at(0)).unwrap();
+//! assert_eq!(cheapest, Some((0, 10_007))); // found, and the search stopped there
 //! ```
+//!
+//! Jobs for the common cases are in [`jobs`]; implement [`MapReduce`] for
+//! your own. Runnable programs for every use are in the crate's `examples/`
+//! (`cargo run --release --example min_cut`).
 //!
 //! # The mental model
 //!
@@ -26,40 +31,113 @@
 //! `process_result` folds the output into the accumulator. Adjacent
 //! accumulators are joined by `merge`, left before right. For the parallel
 //! answer to equal the sequential one, `merge` must obey **the merge law**:
-//! folding `xs ++ ys` equals `merge(fold(xs), fold(ys))`.
+//! folding `xs ++ ys` equals `merge(fold(xs), fold(ys))`, `Break` included.
 //! [`testing::check_merge_law`] checks it on random splits.
 //!
-//! **Shortcircuits.** `process_result` or `merge` may return `Break(acc)`:
-//! the answer is known, and the run stops (PyPhi's `self.done = True`). In
-//! deterministic mode (the default) the leftmost `Break` wins, exactly as a
-//! sequential run would see it: items right of a known `Break` are not
-//! started, items left of it are still computed. In any-order mode
-//! ([`Config::with_deterministic`]`(false)`) the first `Break` found wins and
-//! everything stops at once. Work that can no longer matter sees
-//! [`is_cancelled`] and may return early.
+//! **Break.** `process_result` or `merge` may return `Break(acc)`: the
+//! answer is known and the run stops (PyPhi's `self.done = True`).
 //!
-//! **Failures.** A panic in `compute`, `process_result` or `merge` stops the
-//! run and comes back as [`Error::Panicked`] naming the item (the leftmost,
-//! in deterministic mode); [`Error::resume`] re-raises it. The pool stays
-//! usable.
+//! # Determinism and its cost
 //!
-//! **Configuration** ([`Config`]) is scoped: [`Config::scope`] applies to
-//! the calling thread and to every task and nested run started inside it,
-//! on whatever thread they run. Defaults come from `MAPREDUCE_WORKERS`,
-//! `MAPREDUCE_PROGRESS`, `MAPREDUCE_PARALLEL` and `MAPREDUCE_DETERMINISTIC`.
+//! In deterministic mode (the default) the answer of [`par_map_reduce`]
+//! equals [`seq_map_reduce`]'s for every job obeying the merge law, any
+//! worker count, any input (0 items included), `Break`s and panics included:
+//! the leftmost `Break` or panic wins, as it would sequentially. The cost:
+//! items left of a `Break` are still computed (the sequential run would have
+//! computed them); items right of a known `Break` are never started, and the
+//! one in flight on each worker sees [`is_cancelled`]. The pruning is by
+//! position in the input, for indexed and unindexed iterators alike, and
+//! costs one relaxed atomic load per item.
 //!
-//! **Inputs.** [`par_map_reduce`] takes anything rayon can iterate in
-//! parallel (ranges, vectors, slices, `par_bridge`), [`ParallelMapReduce`]
-//! adds `.map_reduce(ctx, job)` to every parallel iterator, and
-//! [`par_map_reduce_iter`] streams a plain `Iterator` of any length in
-//! bounded batches. [`seq_map_reduce`] is the sequential reference.
+//! In any-order mode ([`Config::with_deterministic`]`(false)`) the first
+//! `Break` or panic found wins and everything else stops at once; a
+//! shortcircuited answer is still an answer that ends at a `Break`, and an
+//! answer without one equals the sequential answer.
 //!
-//! **Nested runs** (a task that starts a run) stay on the pool they are
+//! # Configuration
+//!
+//! [`Config`] holds the worker count (PyPhi's `NUMBER_OF_CORES` rule:
+//! `n > 0`, `-1` all cores, `-2` all but one), progress bars, parallel and
+//! deterministic flags. Defaults come from `MAPREDUCE_WORKERS`,
+//! `MAPREDUCE_PROGRESS`, `MAPREDUCE_PARALLEL` and `MAPREDUCE_DETERMINISTIC`;
+//! [`Config::scope`] overrides them for a block of code, on this thread and
+//! in every task and nested run started inside it, whatever thread runs it:
+//!
+//! ```
+//! use mapreduce::{jobs, par_map_reduce, Config};
+//!
+//! let workers_seen = Config::current().with_workers(1).scope(|| {
+//!     par_map_reduce(0..3, &(), jobs::collect(|_: i32, _: &()| Config::current().workers()))
+//! });
+//! assert_eq!(workers_seen.unwrap(), [1, 1, 1]);
+//! ```
+//!
+//! Pools are built once per worker count and reused; their threads are
+//! named `mapreduce-<index>`. Runs nested in a task stay on the pool they are
 //! called from, at any depth, without extra threads or deadlock.
 //!
-//! **Logging.** Records logged with the `log` crate inside tasks reach the
-//! application's logger; [`init_logging`] installs `env_logger`. The engine
-//! logs its own lifecycle at debug and trace level.
+//! # Cancellation
+//!
+//! [`is_cancelled`] is true inside `compute` once the item's result can no
+//! longer matter: a `Break` or panic left of it (deterministic) or anywhere
+//! (any order), or the cancellation of the task that started the run. Long
+//! computations poll it and return early; what they return is discarded.
+//! A nested run whose task is cancelled ends with [`Error::Cancelled`].
+//!
+//! # Errors
+//!
+//! A panic in `compute`, `process_result`, `merge` or `empty_result` (or in
+//! the iterator of a streamed run) stops the run promptly and comes back as
+//! [`Error::Panicked`], with the item's index when known, the message, and
+//! the payload, which [`Error::resume`] re-raises. The pool stays usable. A
+//! bad configuration is an [`Error::Config`] when the run starts, never a
+//! panic. A job that can fail in its own way carries the error in its
+//! accumulator (`Acc = Result<_, E>`) and answers `Break(Err(e))`; in
+//! deterministic mode the leftmost error wins (see `examples/fallible.rs`).
+//!
+//! # Inputs
+//!
+//! [`par_map_reduce`] takes anything rayon can iterate in parallel (ranges,
+//! vectors, slices, adaptors, `par_bridge`), [`ParallelMapReduce`] adds
+//! `.map_reduce(ctx, job)` to every parallel iterator, and
+//! [`par_map_reduce_iter`] streams a plain `Iterator` of any length (not
+//! necessarily `Send`) in bounded batches, with flat memory.
+//!
+//! # Progress and logging
+//!
+//! A top-level run on a terminal shows a progress bar on stderr once it has
+//! lasted 0.4 s: the job's [`description`](MapReduce::description), items
+//! done and total (a spinner when the length is unknown), rate and ETA. It
+//! is cleared when the run ends. Workers count locally and publish in
+//! batches, so the bar costs fine-grained runs next to nothing. A
+//! [`ProgressSink`] observes the same progress without drawing. Records
+//! logged with the `log` crate inside tasks reach the application's logger;
+//! [`init_logging`] installs `env_logger` so that they print above the bar,
+//! each naming its thread. The engine logs its lifecycle at debug and trace
+//! level, never per item.
+//!
+//! # Coming from PyPhi
+//!
+//! | PyPhi (`pyphi.compute.parallel`) | `mapreduce` |
+//! |---|---|
+//! | `class MyJob(MapReduce)` | `impl MapReduce<Item, Ctx> for MyJob` |
+//! | `empty_result(self, *context)` | [`MapReduce::empty_result`] |
+//! | `compute(item, *context)` | [`MapReduce::compute`] |
+//! | `process_result(self, new, previous)` | [`MapReduce::process_result`], returning `Continue(acc)` |
+//! | `self.done = True` | return `Break(acc)` |
+//! | combining results of subprocesses | [`MapReduce::merge`] (sequential runs never call it) |
+//! | `MapReduce.run(parallel=True)` | [`par_map_reduce`], or `.map_reduce(ctx, job)` on a parallel iterator |
+//! | `MapReduce.run(parallel=False)` / `run_sequential` | [`seq_map_reduce`], or `Config::with_parallel(false)` |
+//! | `description` | [`MapReduce::description`] |
+//! | `get_num_processes()` | [`Config::num_workers`] |
+//! | `config.NUMBER_OF_CORES` | [`Config::with_workers`], `MAPREDUCE_WORKERS` |
+//! | `config.PROGRESS_BARS` | [`Config::with_progress_bars`], `MAPREDUCE_PROGRESS` |
+//! | `config.PARALLEL_*_EVALUATION` | [`Config::with_parallel`], `MAPREDUCE_PARALLEL` |
+//! | `config.override(...)` | [`Config::scope`] |
+//! | `ExceptionWrapper` / `.reraise()` | [`Error::Panicked`] / [`Error::resume`] |
+//! | `LogThread` (worker logs to the parent) | workers log with `log`; [`init_logging`] |
+//! | tqdm progress bar | built in; [`ProgressSink`] for other front ends |
+//! | materializing the iterable into a list | never: [`par_map_reduce_iter`] streams |
 
 mod cancel;
 mod config;

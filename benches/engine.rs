@@ -244,7 +244,7 @@ fn shortcircuit(c: &mut Criterion) {
     let any_order = engine_config(WORKERS).with_deterministic(false);
     let job = MixUntil { at: BREAK_AT };
     let first_third = || rayon_sum(0..black_box(BREAK_AT) + 1, splitmix64);
-    let rayon_break = || {
+    let rayon_break = |n: u64| {
         rayon_pool().install(|| {
             let flow = (0..black_box(n))
                 .into_par_iter()
@@ -285,11 +285,15 @@ fn shortcircuit(c: &mut Criterion) {
         expected
     );
     any_order.clone().scope(|| par_map_reduce(0..n, &(), &job).unwrap());
-    assert!(rayon_break().0);
+    assert!(rayon_break(n).0);
+    assert!(rayon_break(BREAK_AT + 1).0);
     assert_eq!(find_first(), Some(BREAK_AT));
 
     let mut group = group(c, "shortcircuit", Duration::from_secs(2));
     group.bench_function("rayon_first_third", |b| b.iter(first_third));
+    // The same ideal with the same per-item work as the breaking job (the
+    // `i == BREAK_AT` test), which a plain sum does not pay.
+    group.bench_function("rayon_first_third_same_job", |b| b.iter(|| rayon_break(BREAK_AT + 1)));
     group.bench_function("engine_deterministic", |b| {
         deterministic
             .clone()
@@ -300,7 +304,7 @@ fn shortcircuit(c: &mut Criterion) {
             .clone()
             .scope(|| b.iter(|| par_map_reduce(0..black_box(n), &(), &job).unwrap()))
     });
-    group.bench_function("rayon_try_fold_break", |b| b.iter(rayon_break));
+    group.bench_function("rayon_try_fold_break", |b| b.iter(|| rayon_break(n)));
     group.bench_function("rayon_find_first", |b| b.iter(find_first));
     // Not in the brief: the streamed engine folds the input in growing
     // prefixes, which is how a deterministic shortcircuit avoids working

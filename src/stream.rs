@@ -174,28 +174,32 @@ impl<I: Iterator> Reader<I> {
     /// live meanwhile. A panic in the iterator is reported with the index of
     /// the item being read.
     fn fill(&mut self, batch: &mut Vec<I::Item>, len: usize, folding: Option<Folding<'_>>) -> Result<(), Error> {
-        let (items, read) = (&mut self.items, &mut self.read);
+        let items = &mut self.items;
         let mut folding = folding;
-        catch_unwind(AssertUnwindSafe(|| {
+        let start = batch.len();
+        let read = catch_unwind(AssertUnwindSafe(|| {
             while batch.len() < len {
-                if batch.len() % READ_CHECK_EVERY == 0 {
-                    if let Some((state, monitor, tally)) = &mut folding {
-                        if state.has_event() {
-                            return;
-                        }
-                        if let (Some(monitor), Some(tally)) = (monitor.as_mut(), tally) {
-                            monitor.tick(tally);
-                        }
+                if let Some((state, monitor, tally)) = &mut folding {
+                    if state.has_event() {
+                        return;
+                    }
+                    if let (Some(monitor), Some(tally)) = (monitor.as_mut(), tally) {
+                        monitor.tick(tally);
                     }
                 }
-                match items.next() {
-                    Some(item) => batch.push(item),
-                    None => return,
+                // A chunk at a time: `extend` copies without per-item checks.
+                let chunk = READ_CHECK_EVERY.min(len - batch.len());
+                let before = batch.len();
+                batch.extend(items.by_ref().take(chunk));
+                if batch.len() - before < chunk {
+                    return;
                 }
-                *read += 1;
             }
-        }))
-        .map_err(|payload| Panic::new(Some(self.read), payload).into())
+        }));
+        // `Vec::extend` keeps what it pushed before a panic: the panicking
+        // item is the next one.
+        self.read += batch.len() - start;
+        read.map_err(|payload| Panic::new(Some(self.read), payload).into())
     }
 }
 

@@ -115,10 +115,11 @@ fn items_right_of_a_known_break_are_not_started() {
     );
 }
 
-/// Item `stop` breaks after `delay`; every other item waits (polling
+/// Item `stop` breaks once another item is in flight; every item right of it waits (polling
 /// `is_cancelled`) until cancelled or 10 s pass, and records what it saw.
 struct Patient {
     stop: u64,
+    in_flight: AtomicUsize,
     cancelled_seen: AtomicUsize,
     cancelled_left_of_stop: AtomicUsize,
 }
@@ -139,9 +140,16 @@ impl MapReduce<u64> for Patient {
             return item;
         }
         if item == self.stop {
-            std::thread::sleep(Duration::from_millis(50));
+            // Break only once an item right of us is in flight (the pool may
+            // be busy with other tests for a moment).
+            let started = Instant::now();
+            while self.in_flight.load(Ordering::Relaxed) == 0 && started.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            std::thread::sleep(Duration::from_millis(20));
             return item;
         }
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(10) {
             if is_cancelled() {
@@ -171,6 +179,7 @@ fn in_flight_items_observe_is_cancelled() {
     for deterministic in [true, false] {
         let job = Patient {
             stop: 3,
+            in_flight: AtomicUsize::new(0),
             cancelled_seen: AtomicUsize::new(0),
             cancelled_left_of_stop: AtomicUsize::new(0),
         };

@@ -7,14 +7,16 @@
 //! indexed, positions are item indices plus one, so a task also knows the
 //! index of every item it folds, which a panic report names.
 
+use std::any::Any;
 use std::cell::Cell;
 use std::marker::PhantomData;
 use std::ops::ControlFlow::{Break, Continue};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use rayon::iter::plumbing::{Consumer, Folder, Reducer, UnindexedConsumer};
 
 use super::run::{Part, Piece, Run};
-use crate::cancel::FIRST_POSITION;
+use crate::cancel::{Shortcircuit, FIRST_POSITION};
 use crate::job::MapReduce;
 use crate::progress::Publisher;
 
@@ -133,11 +135,52 @@ pub(crate) struct MapReduceFolder<'r, 'a, T, J: MapReduce<T, C>, C: ?Sized> {
     _item: PhantomData<fn(T)>,
 }
 
+/// The per-item loop: one relaxed load, the user's two calls (their panics
+/// caught per item, which costs nothing unless one happens), and, when
+/// someone watches, one comparison with a local. The count of folded items
+/// stays in a register; progress gets it in batches. Returns the count and
+/// how the fold stopped.
+#[inline(always)]
+fn fold<T, J, C, I, const WATCHED: bool>(
+    job: &J,
+    ctx: &C,
+    state: &Shortcircuit,
+    position: usize,
+    mut acc: J::Acc,
+    items: I,
+    progress: &mut Publisher<'_>,
+) -> (usize, Step<J::Acc>)
+where
+    J: MapReduce<T, C>,
+    C: ?Sized,
+    I: IntoIterator<Item = T>,
+{
+    let mut folded = 0usize;
+    let mut publish_at = progress.next_at();
+    for item in items {
+        if state.is_past(position) {
+            return (folded, Step::Cancelled);
+        }
+        match catch_unwind(AssertUnwindSafe(|| job.process_result(job.compute(item, ctx), acc))) {
+            Ok(Continue(next)) => acc = next,
+            Ok(Break(last)) => return (folded + 1, Step::Broke(last)),
+            Err(payload) => return (folded, Step::Panicked(payload)),
+        }
+        folded += 1;
+        if WATCHED && folded == publish_at {
+            progress.publish(folded);
+            publish_at = progress.next_at();
+        }
+    }
+    (folded, Step::Done(acc))
+}
+
 /// How a fold over some items stopped.
 enum Step<A> {
     Done(A),
     Broke(A),
     Cancelled,
+    Panicked(Box<dyn Any + Send>),
 }
 
 impl<T, J, C> Folder<T> for MapReduceFolder<'_, '_, T, J, C>
@@ -164,49 +207,39 @@ where
         };
         let (run, position) = (self.run, self.position);
         let (job, ctx, state) = (run.job, run.ctx, &*run.state);
-        // Counts the items folded, for the index of a panicking one and for
-        // the progress tally, which gets them in batches.
-        let mut folded = 0usize;
         let mut publisher = Publisher::new(run.tally);
-        let (counter, progress) = (&mut folded, &mut publisher);
-        // The per-item loop: one relaxed load, the user's two calls, one
-        // comparison with a local.
-        let step = run.guarded(position, move || {
-            let mut acc = acc;
-            let mut publish_at = progress.next_at();
-            for item in items {
-                if state.is_past(position) {
-                    return Step::Cancelled;
-                }
-                let flow = job.process_result(job.compute(item, ctx), acc);
-                *counter += 1;
-                if *counter == publish_at {
-                    progress.publish(*counter);
-                    publish_at = progress.next_at();
-                }
-                match flow {
-                    Continue(next) => acc = next,
-                    Break(last) => return Step::Broke(last),
-                }
+        let progress = &mut publisher;
+        let outcome = run.guarded(position, move || {
+            // Two copies of the loop, so that unwatched runs pay nothing for
+            // progress.
+            if progress.is_watching() {
+                fold::<_, _, _, _, true>(job, ctx, state, position, acc, items, progress)
+            } else {
+                fold::<_, _, _, _, false>(job, ctx, state, position, acc, items, progress)
             }
-            Step::Done(acc)
         });
-        publisher.flush(folded);
-        // On a panic, `folded` counts the items before the panicking one.
-        let index = self.next_index.map(|next| next + folded);
-        self.part = match step {
-            Ok(Step::Done(acc)) => {
-                self.next_index = index;
-                Part::Done(acc)
+        let next_index = self.next_index;
+        let at = |folded: usize| next_index.map(|next| next + folded);
+        self.part = match outcome {
+            Ok((folded, step)) => {
+                publisher.flush(folded);
+                match step {
+                    Step::Done(acc) => {
+                        self.next_index = at(folded);
+                        Part::Done(acc)
+                    }
+                    Step::Broke(acc) => {
+                        state.record_event(position);
+                        log::trace!("Break at item {:?} (task position {position})", at(folded - 1));
+                        Part::Broke(acc)
+                    }
+                    Step::Cancelled => Part::Skipped,
+                    Step::Panicked(payload) => run.settle_panic(position, at(folded), payload),
+                }
             }
-            Ok(Step::Broke(acc)) => {
-                state.record_event(position);
-                let item = index.map(|next| next - 1);
-                log::trace!("Break at item {item:?} (task position {position})");
-                Part::Broke(acc)
-            }
-            Ok(Step::Cancelled) => Part::Skipped,
-            Err(payload) => run.settle_panic(position, index, payload),
+            // The input's own adaptors panicked (a `map` before `map_reduce`,
+            // say): which item they were producing is not known.
+            Err(payload) => run.settle_panic(position, None, payload),
         };
         self
     }

@@ -55,6 +55,11 @@ impl<'t> Publisher<'t> {
         }
     }
 
+    /// Whether anyone watches the run (else publishing does nothing).
+    pub(crate) fn is_watching(&self) -> bool {
+        self.tally.is_some()
+    }
+
     /// The local count at which the task should next call [`publish`]; never
     /// reached when nobody watches the run.
     ///

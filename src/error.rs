@@ -86,7 +86,9 @@ pub enum Error {
     Panicked {
         /// The 0-based position of the item in the input when known (always
         /// for indexed and streamed inputs; `None` for unindexed parallel
-        /// iterators and for panics in `merge` or `empty_result`).
+        /// iterators, for panics in `merge` or `empty_result`, and for
+        /// panics in the input's own adaptors, such as a `map` before
+        /// `map_reduce`).
         index: Option<usize>,
         /// The panic message, or a note that the payload was not a string.
         message: String,

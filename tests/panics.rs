@@ -170,3 +170,19 @@ fn panicking_iterator_in_a_stream_names_the_item_being_read() {
     let err = par_map_reduce_iter(items, &(), jobs::count(|_: &u64, _: &()| true)).unwrap_err();
     assert_eq!(err.index(), Some(5000));
 }
+
+#[test]
+fn panic_in_the_inputs_own_adaptor_is_caught_without_an_index() {
+    quiet_scripted_panics();
+    let items = (0..10_000u64).into_par_iter().map(|x| {
+        if x == 4321 {
+            panic!("{SCRIPTED}: adaptor broke");
+        }
+        x
+    });
+    let err = items.map_reduce(&(), jobs::count(|_: &u64, _: &()| true)).unwrap_err();
+    assert_eq!(err.index(), None);
+    assert!(err.to_string().contains("adaptor broke"), "{err}");
+    // The pool is fine afterwards.
+    assert_eq!(par_map_reduce(0..10u64, &(), jobs::count(|_: &u64, _: &()| true)).unwrap(), 10);
+}

@@ -70,7 +70,10 @@ fn configs() -> [(&'static str, Config); 3] {
     [
         ("bars_off", base.clone().with_progress_bars(false)),
         ("bars_on", base.clone().with_progress_bars(true)),
-        ("sink", base.with_progress_bars(false).with_progress_sink(Arc::new(Quiet))),
+        (
+            "sink",
+            base.with_progress_bars(false).with_progress_sink(Arc::new(Quiet)),
+        ),
     ]
 }
 
@@ -89,7 +92,9 @@ fn bench_group(c: &mut Criterion, name: &str, items: u64, rounds: u64, measureme
     assert!(answers.windows(2).all(|w| w[0] == w[1]));
     for (label, config) in configs() {
         group.bench_function(label, |b| {
-            config.clone().scope(|| b.iter(|| par_map_reduce(0..black_box(items), &(), &job).unwrap()))
+            config
+                .clone()
+                .scope(|| b.iter(|| par_map_reduce(0..black_box(items), &(), &job).unwrap()))
         });
     }
     group.finish();
@@ -98,7 +103,11 @@ fn bench_group(c: &mut Criterion, name: &str, items: u64, rounds: u64, measureme
 fn progress(c: &mut Criterion) {
     eprintln!(
         "progress benches: stderr {} a terminal",
-        if std::io::stderr().is_terminal() { "is" } else { "is NOT (no bar is drawn)" }
+        if std::io::stderr().is_terminal() {
+            "is"
+        } else {
+            "is NOT (no bar is drawn)"
+        }
     );
     bench_group(c, "bars_tiny_2e7", 20_000_000, 1, Duration::from_secs(3));
     bench_group(c, "bars_tiny_2e9", 2_000_000_000, 1, Duration::from_secs(10));

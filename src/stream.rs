@@ -11,7 +11,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use rayon::iter::ParallelDrainRange;
 
-use crate::cancel::{self, Shortcircuit, Token};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::cancel::{self, Shortcircuit};
 use crate::config::Config;
 use crate::engine::{self, into_value, Run};
 use crate::error::{Error, Panic};
@@ -88,7 +92,23 @@ where
     outcome.map(into_value)
 }
 
-/// Read batches and fold them on the pool, one batch ahead of the reading.
+/// Batches folded at once while the next one is read: the pool never waits
+/// for the tail of one batch before starting on the next.
+const IN_FLIGHT: usize = 2;
+
+/// Where a batch folded on the pool leaves its result and its buffer.
+struct Slot<T, A> {
+    folded: Mutex<Option<Folded<T, A>>>,
+    finished: Finished,
+}
+
+/// A folded batch: its result, and its emptied buffer for reuse.
+type Folded<T, A> = (Result<ControlFlow<A, A>, Error>, Vec<T>);
+
+/// Read batches in order and fold them on the pool, `IN_FLIGHT` at a time,
+/// merging their results in order. All batches share one run, whose task
+/// positions are the items' indices, so a `Break` in one batch cancels the
+/// batches after it at once, as it would inside a single batch.
 fn fold_batches<I, C, J>(
     items: I,
     ctx: &C,
@@ -104,49 +124,88 @@ where
     C: Sync + ?Sized,
     J: MapReduce<I::Item, C>,
 {
-    let parent = cancel::current_task();
+    let state = Shortcircuit::new(config.deterministic(), cancel::current_task());
+    let run = Run::new(job, ctx, config.clone(), Arc::clone(&state), tally);
+    let slots: [Slot<I::Item, J::Acc>; IN_FLIGHT] = std::array::from_fn(|_| Slot {
+        folded: Mutex::new(None),
+        finished: Finished::new(),
+    });
     let mut reader = Reader { items, read: 0 };
-    let mut batch_len = (FIRST_BATCH_PER_WORKER * workers).min(max_batch_len::<I::Item>());
     let mut acc =
         catch_unwind(AssertUnwindSafe(|| job.empty_result(ctx))).map_err(|payload| Panic::new(None, payload))?;
-    let mut current = Vec::with_capacity(batch_len);
-    let mut next = Vec::new();
-    reader.fill(&mut current, batch_len, None)?;
-    while !current.is_empty() {
-        if parent.as_ref().is_some_and(Token::is_cancelled) {
-            return Err(Error::Cancelled);
-        }
-        let first_index = reader.read - current.len();
-        batch_len = (batch_len * 2).min(max_batch_len::<I::Item>());
-        let state = Shortcircuit::new(config.deterministic(), parent.clone());
-        let run = Run::new(job, ctx, config.clone(), state, tally);
-        let finished = Finished::new();
-        let mut folded = None;
-        let read = pool::in_place_scope(workers, true, |scope| {
-            scope.spawn(|_| {
-                let _signal = finished.on_drop();
-                folded = Some(engine::drive(current.par_drain(..), &run, Some(first_index)));
-            });
-            let read = reader.fill(&mut next, batch_len, Some((&run.state, &mut *monitor, tally)));
-            if let (Some(monitor), Some(tally)) = (monitor.as_mut(), tally) {
-                monitor.watch(tally, &finished);
+    let outcome = pool::in_place_scope(workers, true, |scope| {
+        let mut batch_len = (FIRST_BATCH_PER_WORKER * workers).min(max_batch_len::<I::Item>());
+        let mut spare: Vec<Vec<I::Item>> = Vec::new();
+        // Batches spawned and not merged yet, oldest first: (slot, number).
+        let mut pending = std::collections::VecDeque::new();
+        let mut spawned = 0usize;
+        // A panic in the input, reported once the batches before it merged.
+        let mut read_error = None;
+        let mut input_done = false;
+        loop {
+            while !input_done && pending.len() < IN_FLIGHT {
+                let mut batch = spare.pop().unwrap_or_default();
+                let first_index = reader.read;
+                let asked = batch_len;
+                let read = reader.fill(&mut batch, asked, Some((&state, &mut *monitor, tally)));
+                batch_len = (batch_len * 2).min(max_batch_len::<I::Item>());
+                if let Err(err) = read {
+                    read_error = Some(err);
+                }
+                // A short batch ends the input; after an event, nothing
+                // further right can matter.
+                input_done = read_error.is_some() || batch.len() < asked || state.has_event();
+                if batch.is_empty() {
+                    input_done = true;
+                    continue;
+                }
+                let slot = &slots[spawned % IN_FLIGHT];
+                slot.finished.reset();
+                let run = &run;
+                scope.spawn(move |_| {
+                    let _signal = slot.finished.on_drop();
+                    let folded = engine::drive(batch.par_drain(..), run, Some(first_index));
+                    *slot.folded.lock() = Some((folded, batch));
+                });
+                pending.push_back(spawned % IN_FLIGHT);
+                spawned += 1;
             }
-            read
-        })?;
-        // The batch comes before what was read meanwhile: its events first.
-        let folded = folded.unwrap_or_else(|| unreachable!("rayon's scope waits for the batch it spawned"));
-        let batch_acc = match folded? {
-            Continue(batch_acc) => batch_acc,
-            Break(batch_acc) => return merge(job, acc, batch_acc).map(|flow| Break(into_value(flow))),
-        };
-        acc = match merge(job, acc, batch_acc)? {
-            Continue(acc) => acc,
-            Break(acc) => return Ok(Break(acc)),
-        };
-        read?;
-        std::mem::swap(&mut current, &mut next);
-    }
-    Ok(Continue(acc))
+            let Some(oldest) = pending.pop_front() else {
+                return match read_error {
+                    Some(err) => Err(err),
+                    None => Ok(Continue(acc)),
+                };
+            };
+            let slot = &slots[oldest];
+            match (monitor.as_mut(), tally) {
+                (Some(monitor), Some(tally)) => monitor.watch(tally, &slot.finished),
+                _ => slot.finished.wait_done(),
+            }
+            let (folded, buffer) = slot
+                .folded
+                .lock()
+                .take()
+                .unwrap_or_else(|| unreachable!("a batch signals only after leaving its result"));
+            spare.push(buffer);
+            let flow = match folded {
+                // Any order: an event in a later batch cancelled this one;
+                // the answer ends at that event.
+                Err(Error::Cancelled) if !state.is_aborted() => continue,
+                Ok(Continue(batch_acc)) => merge(job, acc, batch_acc),
+                Ok(Break(batch_acc)) => merge(job, acc, batch_acc).map(|flow| Break(into_value(flow))),
+                Err(err) => Err(err),
+            };
+            match flow {
+                Ok(Continue(next)) => acc = next,
+                ended => {
+                    // Stop the batches still in flight: their items cannot matter.
+                    state.abort();
+                    return ended;
+                }
+            }
+        }
+    })?;
+    outcome
 }
 
 fn merge<T, C: ?Sized, J: MapReduce<T, C>>(

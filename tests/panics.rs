@@ -184,5 +184,8 @@ fn panic_in_the_inputs_own_adaptor_is_caught_without_an_index() {
     assert_eq!(err.index(), None);
     assert!(err.to_string().contains("adaptor broke"), "{err}");
     // The pool is fine afterwards.
-    assert_eq!(par_map_reduce(0..10u64, &(), jobs::count(|_: &u64, _: &()| true)).unwrap(), 10);
+    assert_eq!(
+        par_map_reduce(0..10u64, &(), jobs::count(|_: &u64, _: &()| true)).unwrap(),
+        10
+    );
 }

@@ -90,7 +90,11 @@ fn case() -> impl Strategy<Value = (u64, Scripted, isize, Input)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+    // 400 cases each by default; PROPTEST_CASES=20000 for a soak run.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(400),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn deterministic_parallel_equals_sequential((len, job, workers, input) in case()) {

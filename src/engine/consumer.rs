@@ -35,7 +35,9 @@ impl<'r, 'a, T, J: MapReduce<T, C>, C: ?Sized> MapReduceConsumer<'r, 'a, T, J, C
     pub(crate) fn new(run: &'r Run<'a, T, J, C>, first_index: Option<usize>) -> Self {
         MapReduceConsumer {
             run,
-            low: Cell::new(FIRST_POSITION),
+            // Positions continue the input's indices, so that the batches of
+            // a streamed run, each a run of its own, stay in order.
+            low: Cell::new(FIRST_POSITION + first_index.unwrap_or(0)),
             high: usize::MAX,
             first_index: Cell::new(first_index),
         }

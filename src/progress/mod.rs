@@ -152,6 +152,19 @@ impl Finished {
         Signal(self)
     }
 
+    /// Ready the signal for new work.
+    pub(crate) fn reset(&self) {
+        *self.done.lock() = false;
+    }
+
+    /// Wait until the work is done.
+    pub(crate) fn wait_done(&self) {
+        let mut done = self.done.lock();
+        while !*done {
+            self.signal.wait(&mut done);
+        }
+    }
+
     /// Wait up to `timeout`; whether the work is done.
     fn wait(&self, timeout: Duration) -> bool {
         let mut done = self.done.lock();

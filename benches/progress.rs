@@ -100,6 +100,30 @@ fn bench_group(c: &mut Criterion, name: &str, items: u64, rounds: u64, measureme
     group.finish();
 }
 
+/// 5000 runs of 8 items: a bar must not flash up, nor its machinery cost,
+/// for runs that end in microseconds.
+fn small_jobs(c: &mut Criterion) {
+    let job = Mix { rounds: 1 };
+    let mut group = c.benchmark_group("bars_small_jobs");
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    for (label, config) in configs() {
+        group.bench_function(label, |b| {
+            config.clone().scope(|| {
+                b.iter(|| {
+                    (0..5000u64).fold(0u64, |sum, call| {
+                        sum.wrapping_add(par_map_reduce(call..call + 8, &(), &job).unwrap())
+                    })
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
 fn progress(c: &mut Criterion) {
     eprintln!(
         "progress benches: stderr {} a terminal",
@@ -115,5 +139,5 @@ fn progress(c: &mut Criterion) {
     bench_group(c, "bars_medium_5us", 200_000, 1640, Duration::from_secs(8));
 }
 
-criterion_group!(benches, progress);
+criterion_group!(benches, progress, small_jobs);
 criterion_main!(benches);

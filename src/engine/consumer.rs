@@ -36,7 +36,7 @@ impl<'r, 'a, T, J: MapReduce<T, C>, C: ?Sized> MapReduceConsumer<'r, 'a, T, J, C
         MapReduceConsumer {
             run,
             // Positions continue the input's indices, so that the batches of
-            // a streamed run, each a run of its own, stay in order.
+            // a streamed run, which share one run, keep their order.
             low: Cell::new(FIRST_POSITION + first_index.unwrap_or(0)),
             high: usize::MAX,
             first_index: Cell::new(first_index),

@@ -58,6 +58,13 @@ impl Shortcircuit {
         self.horizon.load(Ordering::Relaxed) < position
     }
 
+    /// The horizon itself, for the per-item loop to hold in a register:
+    /// a task at `position` stops once `horizon < position` (a relaxed load).
+    #[inline]
+    pub(crate) fn horizon(&self) -> &AtomicUsize {
+        &self.horizon
+    }
+
     /// Whether anything has ended or aborted the run yet.
     pub(crate) fn has_event(&self) -> bool {
         self.horizon.load(Ordering::Relaxed) != usize::MAX

@@ -147,6 +147,7 @@ where
                 let mut batch = spare.pop().unwrap_or_default();
                 let first_index = reader.read;
                 let asked = batch_len;
+                batch.reserve(asked);
                 let read = reader.fill(&mut batch, asked, Some((&state, &mut *monitor, tally)));
                 batch_len = (batch_len * 2).min(max_batch_len::<I::Item>());
                 if let Err(err) = read {

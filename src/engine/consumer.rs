@@ -12,6 +12,7 @@ use std::cell::Cell;
 use std::marker::PhantomData;
 use std::ops::ControlFlow::{Break, Continue};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
 
 use rayon::iter::plumbing::{Consumer, Folder, Reducer, UnindexedConsumer};
 
@@ -159,8 +160,9 @@ where
 {
     let mut folded = 0usize;
     let mut publish_at = progress.next_at();
+    let horizon = state.horizon();
     for item in items {
-        if state.is_past(position) {
+        if horizon.load(Ordering::Relaxed) < position {
             return (folded, Step::Cancelled);
         }
         match catch_unwind(AssertUnwindSafe(|| job.process_result(job.compute(item, ctx), acc))) {

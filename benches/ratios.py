@@ -27,6 +27,11 @@ GROUPS = {
     "stream": ("engine_range", {"engine_iter": 1.2}),
     "one_worker": ("sequential", {"engine": 1.05}),
     "medium_5us": ("rayon", {"engine": 1.02}),
+    # benches/progress.rs: the same run with bars off, on, and watched by a sink.
+    "bars_tiny_2e7": ("bars_off", {"bars_on": 1.03, "sink": 1.03}),
+    "bars_tiny_2e9": ("bars_off", {"bars_on": 1.03, "sink": 1.03}),
+    "bars_medium_5us": ("bars_off", {"bars_on": 1.03, "sink": 1.03}),
+    "bars_small_jobs": ("bars_off", {"bars_on": 1.5, "sink": 1.5}),
 }
 
 

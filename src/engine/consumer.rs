@@ -138,13 +138,43 @@ pub(crate) struct MapReduceFolder<'r, 'a, T, J: MapReduce<T, C>, C: ?Sized> {
     _item: PhantomData<fn(T)>,
 }
 
-/// The per-item loop: one relaxed load, the user's two calls (their panics
-/// caught per item, which costs nothing unless one happens), and, when
-/// someone watches, one comparison with a local. The count of folded items
-/// stays in a register; progress gets it in batches. Returns the count and
-/// how the fold stopped.
+/// The per-item loop: one relaxed load and the user's two calls, their
+/// panics caught per item (which costs nothing unless one happens), so the
+/// count of folded items stays in a register. Returns the count and how the
+/// fold stopped.
 #[inline(always)]
-fn fold<T, J, C, I, const WATCHED: bool>(
+fn fold<T, J, C, I>(
+    job: &J,
+    ctx: &C,
+    state: &Shortcircuit,
+    position: usize,
+    mut acc: J::Acc,
+    items: I,
+) -> (usize, Step<J::Acc>)
+where
+    J: MapReduce<T, C>,
+    C: ?Sized,
+    I: IntoIterator<Item = T>,
+{
+    let mut folded = 0usize;
+    let horizon = state.horizon();
+    for item in items {
+        if horizon.load(Ordering::Relaxed) < position {
+            return (folded, Step::Cancelled);
+        }
+        match catch_unwind(AssertUnwindSafe(|| job.process_result(job.compute(item, ctx), acc))) {
+            Ok(Continue(next)) => acc = next,
+            Ok(Break(last)) => return (folded + 1, Step::Broke(last)),
+            Err(payload) => return (folded, Step::Panicked(payload)),
+        }
+        folded += 1;
+    }
+    (folded, Step::Done(acc))
+}
+
+/// [`fold`] for a watched run: the same loop over runs of items, publishing
+/// progress between them, so the per-item loop stays the same.
+fn fold_watched<T, J, C, I>(
     job: &J,
     ctx: &C,
     state: &Shortcircuit,
@@ -158,25 +188,24 @@ where
     C: ?Sized,
     I: IntoIterator<Item = T>,
 {
-    let mut folded = 0usize;
-    let mut publish_at = progress.next_at();
-    let horizon = state.horizon();
-    for item in items {
-        if horizon.load(Ordering::Relaxed) < position {
-            return (folded, Step::Cancelled);
-        }
-        match catch_unwind(AssertUnwindSafe(|| job.process_result(job.compute(item, ctx), acc))) {
-            Ok(Continue(next)) => acc = next,
-            Ok(Break(last)) => return (folded + 1, Step::Broke(last)),
-            Err(payload) => return (folded, Step::Panicked(payload)),
-        }
-        folded += 1;
-        if WATCHED && folded == publish_at {
-            progress.publish(folded);
-            publish_at = progress.next_at();
+    let mut items = items.into_iter();
+    let mut folded = 0;
+    loop {
+        let Some(run_length) = progress.next_run(items.size_hint().1) else {
+            // Fast items: the rest of the stretch in one go.
+            let (n, step) = fold(job, ctx, state, position, acc, items);
+            return (folded + n, step);
+        };
+        let (n, step) = fold(job, ctx, state, position, acc, items.by_ref().take(run_length));
+        folded += n;
+        match step {
+            Step::Done(next) if n == run_length => {
+                progress.publish(folded);
+                acc = next;
+            }
+            step => return (folded, step),
         }
     }
-    (folded, Step::Done(acc))
 }
 
 /// How a fold over some items stopped.
@@ -213,15 +242,15 @@ where
         let (job, ctx, state) = (run.job, run.ctx, &*run.state);
         let mut publisher = Publisher::new(run.tally);
         let progress = &mut publisher;
-        let outcome = run.guarded(position, move || {
-            // Two copies of the loop, so that unwatched runs pay nothing for
-            // progress.
-            if progress.is_watching() {
-                fold::<_, _, _, _, true>(job, ctx, state, position, acc, items, progress)
-            } else {
-                fold::<_, _, _, _, false>(job, ctx, state, position, acc, items, progress)
-            }
-        });
+        // Unwatched and watched runs get separate copies of the loop, so
+        // that the watched one's bookkeeping cannot slow the other down.
+        let outcome = if progress.is_watching() {
+            run.guarded(position, move || {
+                fold_watched(job, ctx, state, position, acc, items, progress)
+            })
+        } else {
+            run.guarded(position, move || fold(job, ctx, state, position, acc, items))
+        };
         let next_index = self.next_index;
         let at = |folded: usize| next_index.map(|next| next + folded);
         self.part = match outcome {

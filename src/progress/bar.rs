@@ -54,10 +54,11 @@ pub(crate) fn show(description: &str, total: Option<u64>, done: u64, elapsed: Du
     let bar = match total {
         Some(total) => ProgressBar::new(total).with_style(
             ProgressStyle::with_template(
-                "{msg} {wide_bar} {human_pos}/{human_len} [{elapsed_precise} < {eta_precise}, {rate}]",
+                "{msg} {wide_bar} {human_pos}/{human_len} [{elapsed_precise} < {eta}, {rate}]",
             )
             .expect("a valid template")
-            .with_key("rate", rate),
+            .with_key("rate", rate)
+            .with_key("eta", eta),
         ),
         None => ProgressBar::new_spinner().with_style(
             ProgressStyle::with_template("{spinner} {msg} {human_pos} items [{elapsed_precise}, {rate}]")
@@ -74,13 +75,42 @@ pub(crate) fn show(description: &str, total: Option<u64>, done: u64, elapsed: Du
     bar
 }
 
-/// Items per second, without indicatif's four decimals.
+/// Items per second since the run started. (indicatif's own estimate
+/// starts from the bar's creation, which comes late and mid-run.)
+fn average_rate(state: &ProgressState) -> f64 {
+    let seconds = state.elapsed().as_secs_f64();
+    if seconds > 0.0 {
+        state.pos() as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
+/// The average rate, without indicatif's four decimals.
 fn rate(state: &ProgressState, out: &mut dyn std::fmt::Write) {
-    let per_sec = state.per_sec();
+    let per_sec = average_rate(state);
     let _ = if per_sec >= 10.0 {
         write!(out, "{}/s", HumanCount(per_sec as u64))
     } else {
         write!(out, "{per_sec:.2}/s")
+    };
+}
+
+/// The time left at the average rate, as `hh:mm:ss`.
+fn eta(state: &ProgressState, out: &mut dyn std::fmt::Write) {
+    let per_sec = average_rate(state);
+    let left = state.len().unwrap_or(0).saturating_sub(state.pos()) as f64;
+    let _ = if per_sec > 0.0 {
+        let seconds = (left / per_sec).ceil() as u64;
+        write!(
+            out,
+            "{:02}:{:02}:{:02}",
+            seconds / 3600,
+            seconds / 60 % 60,
+            seconds % 60
+        )
+    } else {
+        write!(out, "--:--:--")
     };
 }
 

@@ -42,6 +42,8 @@ pub(crate) struct Publisher<'t> {
     published: usize,
     stride: usize,
     last: Option<Instant>,
+    /// Seconds per item over the last batch, once measured.
+    per_item: Option<f64>,
 }
 
 impl<'t> Publisher<'t> {
@@ -52,6 +54,7 @@ impl<'t> Publisher<'t> {
             published: 0,
             stride,
             last: None,
+            per_item: None,
         }
     }
 
@@ -60,13 +63,16 @@ impl<'t> Publisher<'t> {
         self.tally.is_some()
     }
 
-    /// The local count at which the task should next call [`publish`]; never
-    /// reached when nobody watches the run.
+    /// How many items to fold before the next [`publish`]: `None` when the
+    /// `left` items of the stretch will take too little time to need one
+    /// (fast items, where the last part of a stretch then runs unbatched).
     ///
     /// [`publish`]: Self::publish
-    #[inline]
-    pub(crate) fn next_at(&self) -> usize {
-        self.published.saturating_add(self.stride)
+    pub(crate) fn next_run(&self, left: Option<usize>) -> Option<usize> {
+        match (left, self.per_item) {
+            (Some(left), Some(per_item)) if left as f64 * per_item < TOO_RARELY.as_secs_f64() => None,
+            _ => Some(self.stride),
+        }
     }
 
     /// Publish the items counted since the last call (`counted` is the
@@ -74,13 +80,13 @@ impl<'t> Publisher<'t> {
     #[cold]
     pub(crate) fn publish(&mut self, counted: usize) {
         let Some(tally) = self.tally else { return };
-        tally
-            .done
-            .fetch_add((counted - self.published) as u64, Ordering::Relaxed);
+        let batch = counted - self.published;
+        tally.done.fetch_add(batch as u64, Ordering::Relaxed);
         self.published = counted;
         let now = Instant::now();
         if let Some(last) = self.last {
             let took = now - last;
+            self.per_item = Some(took.as_secs_f64() / batch.max(1) as f64);
             if took < TOO_OFTEN {
                 self.stride = self.stride.saturating_mul(2);
             } else if took > TOO_RARELY {
@@ -111,7 +117,8 @@ mod tests {
     #[test]
     fn unwatched_runs_never_publish() {
         let publisher = Publisher::new(None);
-        assert_eq!(publisher.next_at(), usize::MAX);
+        assert!(!publisher.is_watching());
+        assert_eq!(publisher.next_run(None), Some(usize::MAX));
     }
 
     #[test]
@@ -119,11 +126,9 @@ mod tests {
         let tally = Tally::new();
         let mut publisher = Publisher::new(Some(&tally));
         let mut counted = 0;
-        for _ in 0..1_000_000 {
-            counted += 1;
-            if counted == publisher.next_at() {
-                publisher.publish(counted);
-            }
+        while counted < 1_000_000 {
+            counted = (counted + publisher.next_run(None).unwrap()).min(1_000_000);
+            publisher.publish(counted);
         }
         publisher.flush(counted);
         assert_eq!(tally.done(), 1_000_000);
@@ -132,12 +137,32 @@ mod tests {
     }
 
     #[test]
+    fn fast_items_finish_their_stretch_unbatched_and_slow_ones_never() {
+        let tally = Tally::new();
+        let mut publisher = Publisher::new(Some(&tally));
+        assert_eq!(publisher.next_run(Some(1_000_000)), Some(1), "nothing measured yet");
+        publisher.publish(1);
+        publisher.publish(2);
+        assert_eq!(
+            publisher.next_run(Some(1_000)),
+            None,
+            "a thousand fast items need no batches"
+        );
+        assert!(publisher.next_run(None).is_some(), "an unknown rest is batched");
+        let mut slow = Publisher::new(Some(&tally));
+        slow.publish(1);
+        std::thread::sleep(Duration::from_millis(30));
+        slow.publish(2);
+        assert!(slow.next_run(Some(10)).is_some(), "ten items of 30 ms need updates");
+    }
+
+    #[test]
     fn slow_items_publish_every_item() {
         let tally = Tally::new();
         let mut publisher = Publisher::new(Some(&tally));
         for counted in 1..=5 {
             std::thread::sleep(TOO_RARELY + Duration::from_millis(5));
-            assert_eq!(counted, publisher.next_at());
+            assert_eq!(publisher.next_run(None), Some(1));
             publisher.publish(counted);
             assert_eq!(tally.done(), counted as u64, "each slow item is visible at once");
         }

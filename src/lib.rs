@@ -49,6 +49,28 @@
 //! position in the input, for indexed and unindexed iterators alike, and
 //! costs one relaxed atomic load per item.
 //!
+//! **Time to the first match.** Rayon hands each worker a half of the input,
+//! so a deterministic search whose answer sits at a third of the input
+//! spends about as long as one worker scanning that third alone: the other
+//! worker's half lies right of the answer. When time to the first `Break`
+//! is what matters (PyPhi's search for a cut that costs nothing), hand the
+//! engine an indexed input in growing blocks, scanned in order by all
+//! workers, with rayon's `by_exponential_blocks`; the streamed
+//! [`par_map_reduce_iter`] reads in growing batches and gets the same
+//! effect:
+//!
+//! ```
+//! use mapreduce::{jobs, prelude::*};
+//! use rayon::prelude::*;
+//!
+//! let first = (0..30_000_000usize)
+//!     .into_par_iter()
+//!     .by_exponential_blocks()
+//!     .map_reduce(&(), jobs::find_first(|x: &usize, _: &()| *x == 10_000_000))
+//!     .unwrap();
+//! assert_eq!(first, Some(10_000_000));
+//! ```
+//!
 //! In any-order mode ([`Config::with_deterministic`]`(false)`) the first
 //! `Break` or panic found wins and everything else stops at once; a
 //! shortcircuited answer is still an answer that ends at a `Break`, and an

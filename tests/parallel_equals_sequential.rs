@@ -178,3 +178,25 @@ fn break_left_of_panic_wins_and_panic_left_of_break_wins() {
     let err = par_map_reduce(0..50_000u64, &(), &job).unwrap_err();
     assert_eq!(err.index(), Some(30_000), "{err}");
 }
+
+#[test]
+fn exponential_blocks_keep_the_sequential_answer() {
+    quiet_scripted_panics();
+    let job = Scripted {
+        breaks: [40_000, 70_000].into(),
+        compute_panics: [90_000].into(),
+        ..Scripted::default()
+    };
+    let expected = seq_map_reduce(0..100_000u64, &(), &job).unwrap();
+    for workers in [1, 2, 8] {
+        let found = Config::current().with_workers(workers).scope(|| {
+            (0..100_000usize)
+                .into_par_iter()
+                .map(|x| x as u64)
+                .by_exponential_blocks()
+                .map_reduce(&(), &job)
+                .unwrap()
+        });
+        assert_eq!(found, expected);
+    }
+}

@@ -396,5 +396,73 @@ fn medium(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, tiny, shortcircuit, small_jobs, stream, one_worker, medium);
+/// Any-order break at item 2.5×10^7−1 of 5×10^7: the engine against rayon's
+/// `try_fold` breaking at the same item.
+fn shortcircuit_middle(c: &mut Criterion) {
+    let n = SHORTCIRCUIT_ITEMS;
+    let at = n / 2 - 1;
+    let any_order = engine_config(WORKERS).with_deterministic(false);
+    let job = MixUntil { at };
+    let rayon_break = || {
+        rayon_pool().install(|| {
+            let flow = (0..black_box(n))
+                .into_par_iter()
+                .try_fold(
+                    || 0u64,
+                    |acc, i| {
+                        let acc = acc.wrapping_add(splitmix64(i));
+                        if i == at {
+                            Break(acc)
+                        } else {
+                            Continue(acc)
+                        }
+                    },
+                )
+                .try_reduce(|| 0, |a, b| Continue(a.wrapping_add(b)));
+            flow.is_break()
+        })
+    };
+    assert!(rayon_break());
+    any_order.clone().scope(|| par_map_reduce(0..n, &(), &job).unwrap());
+
+    let mut group = group(c, "shortcircuit_middle", Duration::from_secs(2));
+    group.bench_function("rayon_try_fold_break", |b| b.iter(rayon_break));
+    group.bench_function("engine_any_order", |b| {
+        any_order
+            .clone()
+            .scope(|| b.iter(|| par_map_reduce(0..black_box(n), &(), &job).unwrap()))
+    });
+    group.finish();
+}
+
+/// 400 items of ~1 ms: the engine's speedup over a sequential loop on two
+/// workers (the ratio engine / sequential must stay at or below 1/1.95).
+fn coarse(c: &mut Criterion) {
+    let rounds = medium_rounds() * 200;
+    let engine = engine_config(WORKERS);
+    let run_engine = || {
+        engine
+            .clone()
+            .scope(|| par_map_reduce(0..black_box(400u64), &(), Busy { rounds }).unwrap())
+    };
+    let run_sequential = || sequential_sum(0..black_box(400u64), |i| busy(i, rounds));
+    assert_eq!(run_engine(), run_sequential());
+
+    let mut group = group(c, "coarse_1ms", Duration::from_secs(6));
+    group.bench_function("sequential", |b| b.iter(run_sequential));
+    group.bench_function("engine", |b| b.iter(run_engine));
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    tiny,
+    shortcircuit,
+    shortcircuit_middle,
+    small_jobs,
+    stream,
+    one_worker,
+    medium,
+    coarse
+);
 criterion_main!(benches);

@@ -23,10 +23,13 @@ from pathlib import Path
 GROUPS = {
     "tiny_2e7": ("rayon", {"engine": 1.05}),
     "shortcircuit": ("rayon_first_third", {"engine_deterministic": 1.25}),
+    "shortcircuit_middle": ("rayon_try_fold_break", {"engine_any_order": 1.10}),
     "small_jobs": ("rayon", {"engine": 1.5}),
     "stream": ("engine_range", {"engine_iter": 1.2}),
     "one_worker": ("sequential", {"engine": 1.05}),
     "medium_5us": ("rayon", {"engine": 1.02}),
+    # Speedup >= 1.95 over sequential: engine / sequential <= 1 / 1.95.
+    "coarse_1ms": ("sequential", {"engine": 1 / 1.95}),
     # benches/progress.rs: the same run with bars off, on, and watched by a sink.
     "bars_tiny_2e7": ("bars_off", {"bars_on": 1.03, "sink": 1.03}),
     "bars_tiny_2e9": ("bars_off", {"bars_on": 1.03, "sink": 1.03}),

@@ -136,7 +136,7 @@ where
     let outcome = pool::in_place_scope(workers, true, |scope| {
         let mut batch_len = (FIRST_BATCH_PER_WORKER * workers).min(max_batch_len::<I::Item>());
         let mut spare: Vec<Vec<I::Item>> = Vec::new();
-        // Batches spawned and not merged yet, oldest first: (slot, number).
+        // The slots of the batches spawned and not merged yet, oldest first.
         let mut pending = std::collections::VecDeque::new();
         let mut spawned = 0usize;
         // A panic in the input, reported once the batches before it merged.

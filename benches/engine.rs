@@ -235,6 +235,28 @@ fn tiny(c: &mut Criterion) {
     group.finish();
 }
 
+/// Hand-written rayon over `0..n`: the wrapping sum of `splitmix64`,
+/// breaking at item `at`; whether it broke, and the sum.
+fn rayon_break_at(n: u64, at: u64) -> (bool, u64) {
+    rayon_pool().install(|| {
+        let flow = (0..black_box(n))
+            .into_par_iter()
+            .try_fold(
+                || 0u64,
+                |acc, i| {
+                    let acc = acc.wrapping_add(splitmix64(i));
+                    if i == at {
+                        Break(acc)
+                    } else {
+                        Continue(acc)
+                    }
+                },
+            )
+            .try_reduce(|| 0, |a, b| Continue(a.wrapping_add(b)));
+        (flow.is_break(), value(flow))
+    })
+}
+
 /// 5×10^7 tiny items, the run breaking at item 5×10^7/3: the engine in both
 /// modes, rayon breaking at the same item, rayon's `find_first`, and the
 /// ideal: rayon over the first third only.
@@ -244,25 +266,7 @@ fn shortcircuit(c: &mut Criterion) {
     let any_order = engine_config(WORKERS).with_deterministic(false);
     let job = MixUntil { at: BREAK_AT };
     let first_third = || rayon_sum(0..black_box(BREAK_AT) + 1, splitmix64);
-    let rayon_break = |n: u64| {
-        rayon_pool().install(|| {
-            let flow = (0..black_box(n))
-                .into_par_iter()
-                .try_fold(
-                    || 0u64,
-                    |acc, i| {
-                        let acc = acc.wrapping_add(splitmix64(i));
-                        if i == BREAK_AT {
-                            Break(acc)
-                        } else {
-                            Continue(acc)
-                        }
-                    },
-                )
-                .try_reduce(|| 0, |a, b| Continue(a.wrapping_add(b)));
-            (flow.is_break(), value(flow))
-        })
-    };
+    let rayon_break = |n: u64| rayon_break_at(n, BREAK_AT);
     // splitmix64 is a bijection: only item BREAK_AT hashes to this.
     let target = splitmix64(BREAK_AT);
     let find_first = || {
@@ -403,26 +407,8 @@ fn shortcircuit_middle(c: &mut Criterion) {
     let at = n / 2 - 1;
     let any_order = engine_config(WORKERS).with_deterministic(false);
     let job = MixUntil { at };
-    let rayon_break = || {
-        rayon_pool().install(|| {
-            let flow = (0..black_box(n))
-                .into_par_iter()
-                .try_fold(
-                    || 0u64,
-                    |acc, i| {
-                        let acc = acc.wrapping_add(splitmix64(i));
-                        if i == at {
-                            Break(acc)
-                        } else {
-                            Continue(acc)
-                        }
-                    },
-                )
-                .try_reduce(|| 0, |a, b| Continue(a.wrapping_add(b)));
-            flow.is_break()
-        })
-    };
-    assert!(rayon_break());
+    let rayon_break = || rayon_break_at(n, at);
+    assert!(rayon_break().0);
     any_order.clone().scope(|| par_map_reduce(0..n, &(), &job).unwrap());
 
     let mut group = group(c, "shortcircuit_middle", Duration::from_secs(2));

@@ -45,7 +45,10 @@ enum Outcome {
     Other(String),
 }
 
-fn outcome(result: Result<Vec<u64>, Error>, index_known: bool) -> Outcome {
+/// A run's outcome, comparable with the sequential one for `input` (whose
+/// unindexed kinds cannot name a panicking item).
+fn outcome(result: Result<Vec<u64>, Error>, input: Input) -> Outcome {
+    let index_known = !matches!(input, Input::Filtered | Input::FlatMapped);
     match result {
         Ok(acc) => Outcome::Answer(acc),
         Err(Error::Panicked { index, message, .. }) => Outcome::Panicked {
@@ -54,6 +57,11 @@ fn outcome(result: Result<Vec<u64>, Error>, index_known: bool) -> Outcome {
         },
         Err(other) => Outcome::Other(other.to_string()),
     }
+}
+
+/// What `seq_map_reduce` gives, as a run over `input` should report it.
+fn sequential_outcome(len: u64, job: &Scripted, input: Input) -> Outcome {
+    outcome(seq_map_reduce(0..len, &(), job), input)
 }
 
 fn events(max: u64) -> impl Strategy<Value = BTreeSet<u64>> {
@@ -99,15 +107,9 @@ proptest! {
     #[test]
     fn deterministic_parallel_equals_sequential((len, job, workers, input) in case()) {
         quiet_scripted_panics();
-        let expected = outcome(seq_map_reduce(0..len, &(), &job), true);
         let config = Config::current().with_workers(workers).with_progress_bars(false).with_deterministic(true);
         let found = config.scope(|| run(input, len, &job));
-        let index_known = !matches!(input, Input::Filtered | Input::FlatMapped);
-        let expected = match expected {
-            Outcome::Panicked { index, message } => Outcome::Panicked { index: index.filter(|_| index_known), message },
-            other => other,
-        };
-        prop_assert_eq!(outcome(found, index_known), expected);
+        prop_assert_eq!(outcome(found, input), sequential_outcome(len, &job, input));
     }
 
     #[test]
@@ -135,14 +137,8 @@ proptest! {
     #[test]
     fn sequential_config_equals_sequential((len, job, _workers, input) in case()) {
         quiet_scripted_panics();
-        let expected = outcome(seq_map_reduce(0..len, &(), &job), true);
         let found = Config::current().with_parallel(false).scope(|| run(input, len, &job));
-        let index_known = !matches!(input, Input::Filtered | Input::FlatMapped);
-        let expected = match expected {
-            Outcome::Panicked { index, message } => Outcome::Panicked { index: index.filter(|_| index_known), message },
-            other => other,
-        };
-        prop_assert_eq!(outcome(found, index_known), expected);
+        prop_assert_eq!(outcome(found, input), sequential_outcome(len, &job, input));
     }
 }
 

@@ -177,21 +177,33 @@ where
                     None => Ok(Continue(acc)),
                 };
             };
-            let slot = &slots[oldest];
-            match (monitor.as_mut(), tally) {
-                (Some(monitor), Some(tally)) => monitor.watch(tally, &slot.finished),
-                _ => slot.finished.wait_done(),
-            }
-            let (folded, buffer) = slot
-                .folded
-                .lock()
-                .take()
-                .unwrap_or_else(|| unreachable!("a batch signals only after leaving its result"));
-            spare.push(buffer);
-            let flow = match folded {
+            let mut collect = |slot: &Slot<I::Item, J::Acc>| {
+                match (monitor.as_mut(), tally) {
+                    (Some(monitor), Some(tally)) => monitor.watch(tally, &slot.finished),
+                    _ => slot.finished.wait_done(),
+                }
+                let (folded, buffer) = slot
+                    .folded
+                    .lock()
+                    .take()
+                    .unwrap_or_else(|| unreachable!("a batch signals only after leaving its result"));
+                spare.push(buffer);
+                folded
+            };
+            let flow = match collect(&slots[oldest]) {
                 // Any order: an event in a later batch cancelled this one;
                 // the answer ends at that event.
                 Err(Error::Cancelled) if !state.is_aborted() => continue,
+                // A `merge` in a later batch panicked and aborted the run:
+                // that batch carries the panic.
+                Err(Error::Cancelled) => {
+                    let later = pending.drain(..).map(|slot| collect(&slots[slot])).collect::<Vec<_>>();
+                    let panicked = later.into_iter().find_map(|folded| match folded {
+                        Err(panic @ Error::Panicked { .. }) => Some(panic),
+                        _ => None,
+                    });
+                    Err(panicked.unwrap_or(Error::Cancelled))
+                }
                 Ok(Continue(batch_acc)) => merge(job, acc, batch_acc),
                 Ok(Break(batch_acc)) => merge(job, acc, batch_acc).map(|flow| Break(into_value(flow))),
                 Err(err) => Err(err),

@@ -11,12 +11,12 @@
 //! the left of it goes on; any-order runs drop it to 0, which cancels all.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
 
 use crate::config::{Config, ScopeGuard};
+use crate::sync::{AtomicBool, AtomicUsize, Ordering};
 
 /// The smallest position a task can have; 0 is below every task.
 pub(crate) const FIRST_POSITION: usize = 1;
@@ -73,17 +73,16 @@ impl Shortcircuit {
     /// The task at `position` ended the run (a `Break` or a panic): cancel
     /// everything right of it (deterministic) or everything (any order).
     pub(crate) fn record_event(&self, position: usize) {
-        if self.deterministic {
-            self.horizon.fetch_min(position, Ordering::Relaxed);
-        } else {
-            self.horizon.store(0, Ordering::Relaxed);
-        }
+        // Every write is a `fetch_min`: the horizon only ever goes down,
+        // whatever order concurrent events and aborts land in.
+        let horizon = if self.deterministic { position } else { 0 };
+        self.horizon.fetch_min(horizon, Ordering::Relaxed);
     }
 
     /// Stop every task: the run's result will be discarded.
     pub(crate) fn abort(&self) {
         self.aborted.store(true, Ordering::Relaxed);
-        self.horizon.store(0, Ordering::Relaxed);
+        self.horizon.fetch_min(0, Ordering::Relaxed);
     }
 
     /// Whether [`abort`](Self::abort) was called. Read after the run's
@@ -183,6 +182,62 @@ impl Drop for TaskFrame {
     fn drop(&mut self) {
         let previous = self.previous.take();
         CURRENT.with(|current| current.set(previous));
+    }
+}
+
+/// Model checks of the bookkeeping under every interleaving loom finds:
+/// `RUSTFLAGS="--cfg loom" cargo test --release --lib loom`.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+
+    /// Two tasks end the run at once while a third looks: the leftmost event
+    /// always wins, and the looker never sees a task left of it cancelled.
+    #[test]
+    fn loom_concurrent_events_keep_the_leftmost() {
+        loom::model(|| {
+            let run = Shortcircuit::new(true, None);
+            let (a, b) = (Arc::clone(&run), Arc::clone(&run));
+            let first = loom::thread::spawn(move || a.record_event(5));
+            let second = loom::thread::spawn(move || b.record_event(3));
+            // A task at position 2, left of both events, is never cancelled.
+            assert!(!run.is_past(2));
+            first.join().unwrap();
+            second.join().unwrap();
+            assert!(run.is_past(4) && !run.is_past(3));
+            assert!(run.has_event() && !run.is_aborted());
+        });
+    }
+
+    /// An abort (a failed merge) racing an event: after the joins, the run is
+    /// aborted and everything is cancelled.
+    #[test]
+    fn loom_abort_racing_an_event_cancels_everything() {
+        loom::model(|| {
+            let run = Shortcircuit::new(true, None);
+            let (a, b) = (Arc::clone(&run), Arc::clone(&run));
+            let event = loom::thread::spawn(move || a.record_event(7));
+            let abort = loom::thread::spawn(move || b.abort());
+            event.join().unwrap();
+            abort.join().unwrap();
+            assert!(run.is_aborted());
+            let horizon = run.horizon().load(Ordering::Relaxed);
+            assert!(run.is_past(FIRST_POSITION), "horizon {horizon}");
+        });
+    }
+
+    /// Any order: whichever of two events comes first, all tasks stop.
+    #[test]
+    fn loom_any_order_events_stop_all() {
+        loom::model(|| {
+            let run = Shortcircuit::new(false, None);
+            let (a, b) = (Arc::clone(&run), Arc::clone(&run));
+            let first = loom::thread::spawn(move || a.record_event(9));
+            let second = loom::thread::spawn(move || b.record_event(2));
+            first.join().unwrap();
+            second.join().unwrap();
+            assert!(run.is_past(FIRST_POSITION));
+        });
     }
 }
 

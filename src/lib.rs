@@ -173,6 +173,7 @@ pub mod prelude;
 mod progress;
 mod sequential;
 mod stream;
+mod sync;
 pub mod testing;
 
 pub use cancel::is_cancelled;

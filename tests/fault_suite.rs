@@ -7,7 +7,7 @@
 //! must end at a `Break` or be identical. A failure names its seed; replay
 //! one with `MAPREDUCE_FAULT_SEED=<seed>`. `MAPREDUCE_FAULT_RUNS=20000`
 //! makes a soak run (default: 5000). A watchdog fails the test with the
-//! seed of a case that hangs. The OS thread count and resident memory are
+//! seed of a case that hangs. The OS thread count and peak memory are
 //! compared before and after (this binary holds one test, so nothing else
 //! runs meanwhile).
 
@@ -18,7 +18,7 @@ use std::ops::ControlFlow::{self, Break, Continue};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{os_threads, quiet_scripted_panics, SCRIPTED};
+use common::{os_threads, peak_rss_kib, quiet_scripted_panics, SCRIPTED};
 use mapreduce::prelude::*;
 use mapreduce::{Outcome, ProgressSink};
 use rayon::prelude::*;
@@ -244,16 +244,6 @@ fn brief(result: &Result<Vec<u64>, Error>) -> String {
     }
 }
 
-fn resident_kib() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap()
-}
-
 #[test]
 fn randomized_fault_runs_match_sequential_and_leak_nothing() {
     quiet_scripted_panics();
@@ -275,7 +265,7 @@ fn randomized_fault_runs_match_sequential_and_leak_nothing() {
         let mut baseline = None;
         for (i, seed) in seeds_for_runner.into_iter().enumerate() {
             if i == warm_up {
-                baseline = Some((os_threads(), resident_kib()));
+                baseline = Some((os_threads(), peak_rss_kib()));
             }
             let _ = progress.send((seed, None));
             let case = Case::draw(seed);
@@ -308,22 +298,22 @@ fn randomized_fault_runs_match_sequential_and_leak_nothing() {
 }
 
 /// After the suite: the thread count is back to what it was after warm-up
-/// and resident memory has not grown much; then a watched run starts clean.
+/// and peak memory has not grown much; then a watched run starts clean.
 fn check_drift(threads: usize, kib: usize) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(5);
     while os_threads() != threads && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    let grown_mib = resident_kib().saturating_sub(kib) / 1024;
+    let grown_mib = peak_rss_kib().saturating_sub(kib) / 1024;
     eprintln!(
-        "after warm-up: threads {threads} -> {}, resident memory +{grown_mib} MiB",
+        "after warm-up: threads {threads} -> {}, peak memory +{grown_mib} MiB",
         os_threads()
     );
     if os_threads() != threads {
         return Err(format!("threads leaked: {threads} -> {}", os_threads()));
     }
     if grown_mib >= 64 {
-        return Err(format!("resident memory grew by {grown_mib} MiB"));
+        return Err(format!("peak memory grew by {grown_mib} MiB"));
     }
     struct Counts(std::sync::Mutex<Vec<u64>>);
     impl ProgressSink for Counts {

@@ -142,7 +142,7 @@ pub(crate) struct MapReduceFolder<'r, 'a, T, J: MapReduce<T, C>, C: ?Sized> {
 /// panics caught per item (which costs nothing unless one happens), so the
 /// count of folded items stays in a register. Returns the count and how the
 /// fold stopped.
-#[inline(always)]
+#[inline(never)]
 fn fold<T, J, C, I>(
     job: &J,
     ctx: &C,

@@ -133,6 +133,9 @@ where
     let mut reader = Reader { items, read: 0 };
     let mut acc =
         catch_unwind(AssertUnwindSafe(|| job.empty_result(ctx))).map_err(|payload| Panic::new(None, payload))?;
+    // Inside a task, this thread is one of the pool's workers: it must not
+    // block on a signal, or a pool whose workers all do so would deadlock.
+    let nested = rayon::current_thread_index().is_some();
     let outcome = pool::in_place_scope(workers, true, |scope| {
         let mut batch_len = (FIRST_BATCH_PER_WORKER * workers).min(max_batch_len::<I::Item>());
         let mut spare: Vec<Vec<I::Item>> = Vec::new();
@@ -163,11 +166,18 @@ where
                 let slot = &slots[spawned % IN_FLIGHT];
                 slot.finished.reset();
                 let run = &run;
-                scope.spawn(move |_| {
+                let fold = move || {
                     let _signal = slot.finished.on_drop();
                     let folded = engine::drive(batch.par_drain(..), run, Some(first_index));
                     *slot.folded.lock() = Some((folded, batch));
-                });
+                };
+                if nested {
+                    // This thread is a worker: it folds the batch itself,
+                    // joining in, rather than block waiting for the pool.
+                    fold();
+                } else {
+                    scope.spawn(move |_| fold());
+                }
                 pending.push_back(spawned % IN_FLIGHT);
                 spawned += 1;
             }

@@ -169,3 +169,29 @@ fn runs_from_8_threads_at_once_on_one_pool() {
         }
     });
 }
+
+#[test]
+fn nested_streams_and_runs_do_not_deadlock() {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for workers in [1, 2, -1] {
+            let inner = jobs::sum(|x: u64, _: &()| x);
+            let outer = jobs::sum(|n: u64, _: &()| {
+                // A streamed run and a parallel run inside every task.
+                par_map_reduce_iter(0..n * 300, &(), &inner).unwrap() + par_map_reduce(0..n, &(), &inner).unwrap()
+            });
+            let total = Config::current()
+                .with_workers(workers)
+                .scope(|| par_map_reduce_iter(0..16u64, &(), &outer))
+                .unwrap();
+            let expected: u64 = (0..16u64)
+                .map(|n| (0..n * 300).sum::<u64>() + (0..n).sum::<u64>())
+                .sum();
+            assert_eq!(total, expected);
+        }
+        done.send(()).unwrap();
+    });
+    finished
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("nested streams deadlocked (no answer in 60 s)");
+}

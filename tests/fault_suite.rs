@@ -1,7 +1,8 @@
 //! Thousands of randomized fault runs: no hang, no wrong answer, nothing
 //! leaked. Each case draws its item count (0 included), worker count (1–8,
 //! more than the cores too), mode, input kind, `Break`s, panics in
-//! `compute`, `process_result` and `merge`, nested runs up to depth 3 and
+//! `compute`, `process_result` and `merge`, nested runs (parallel and
+//! streamed) up to depth 3 and
 //! slow items from a seed, and is checked against `seq_map_reduce`:
 //! deterministic runs must be identical (panics included), any-order runs
 //! must end at a `Break` or be identical. A failure names its seed; replay
@@ -96,7 +97,12 @@ impl MapReduce<u64> for Faulty {
             };
             // An inner run of a cancelled item may end `Cancelled`: its
             // output is discarded then, so any value will do.
-            let nested = par_map_reduce(0..item % 11, &(), &inner).map_or(0, |acc| acc.len() as u64);
+            let inner_run = if item % 2 == 0 {
+                par_map_reduce(0..item % 11, &(), &inner)
+            } else {
+                par_map_reduce_iter(0..item % 11, &(), &inner)
+            };
+            let nested = inner_run.map_or(0, |acc| acc.len() as u64);
             return item * 1000 + nested;
         }
         item * 1000

@@ -340,8 +340,12 @@ impl Config {
             0 => Err(ConfigError::ZeroWorkers),
             n if n > 0 => {
                 let n = n.unsigned_abs();
+                // Said once per process: thousands of small runs would repeat it.
+                static CLAMPED: std::sync::Once = std::sync::Once::new();
                 if n > available {
-                    log::info!("{n} workers requested but {available} cores available: using {available}");
+                    CLAMPED.call_once(|| {
+                        log::info!("{n} workers requested but {available} cores available: using {available}")
+                    });
                 }
                 Ok(n.min(available))
             }

@@ -313,6 +313,19 @@ fn shortcircuit(c: &mut Criterion) {
     // Not in the brief: the streamed engine folds the input in growing
     // prefixes, which is how a deterministic shortcircuit avoids working
     // far right of the break.
+    // Not in the brief: the in-order entry point for indexed inputs.
+    group.bench_function("engine_in_order_deterministic", |b| {
+        deterministic.clone().scope(|| {
+            b.iter(|| {
+                mapreduce::par_map_reduce_in_order(
+                    (0..black_box(n) as usize).into_par_iter().map(|i| i as u64),
+                    &(),
+                    &job,
+                )
+                .unwrap()
+            })
+        })
+    });
     group.bench_function("engine_iter_deterministic", |b| {
         deterministic
             .clone()

@@ -53,22 +53,19 @@
 //! so a deterministic search whose answer sits at a third of the input
 //! spends about as long as one worker scanning that third alone: the other
 //! worker's half lies right of the answer. When time to the first `Break`
-//! is what matters (PyPhi's search for a cut that costs nothing), hand the
-//! engine an indexed input in growing blocks, scanned in order by all
-//! workers, with rayon's `by_exponential_blocks`; the streamed
-//! [`par_map_reduce_iter`] reads in growing batches and gets the same
-//! effect:
+//! is what matters (PyPhi's search for a cut that costs nothing), run an
+//! indexed input with [`par_map_reduce_in_order`] (or
+//! [`IndexedParallelMapReduce::map_reduce_in_order`]): it scans growing
+//! blocks from the start with all workers, with the same answer. Rayon's
+//! `by_exponential_blocks()` composes with [`ParallelMapReduce::map_reduce`]
+//! to the same effect, and the streamed [`par_map_reduce_iter`] reads in
+//! growing batches:
 //!
 //! ```
-//! use mapreduce::{jobs, prelude::*};
-//! use rayon::prelude::*;
+//! use mapreduce::{jobs, par_map_reduce_in_order};
 //!
-//! let first = (0..30_000_000usize)
-//!     .into_par_iter()
-//!     .by_exponential_blocks()
-//!     .map_reduce(&(), jobs::find_first(|x: &usize, _: &()| *x == 10_000_000))
-//!     .unwrap();
-//! assert_eq!(first, Some(10_000_000));
+//! let first = par_map_reduce_in_order(0..30_000_000usize, &(), jobs::find_first(|x: &usize, _: &()| *x == 10_000_000));
+//! assert_eq!(first.unwrap(), Some(10_000_000));
 //! ```
 //!
 //! In any-order mode ([`Config::with_deterministic`]`(false)`) the first
@@ -185,7 +182,7 @@ pub use progress::{Outcome, ProgressSink};
 pub use sequential::seq_map_reduce;
 pub use stream::par_map_reduce_iter;
 
-use rayon::iter::{IntoParallelIterator, ParallelIterator};
+use rayon::iter::{IndexedParallelIterator, IntoParallelIterator, ParallelIterator};
 
 /// Run `job` over `items` with the current [`Config`]: in parallel on the
 /// pool, or one item at a time in order when [`Config::parallel`] is off.
@@ -206,6 +203,33 @@ where
     J: MapReduce<I::Item, C>,
 {
     items.into_par_iter().map_reduce(ctx, job)
+}
+
+/// Run `job` over an indexed input scanned in order: growing blocks from the
+/// start, each split among all workers. A search whose first `Break` lies
+/// at item `k` returns after about `k / workers` items' time, wherever `k`
+/// falls; [`par_map_reduce`] gives each worker a half of the input, so when
+/// the answer lies in the left half, the worker on the right half works past
+/// it. The answer is the same as `par_map_reduce`'s (deterministic: exactly
+/// `seq_map_reduce`'s); runs without a `Break` pay one join per block
+/// (about log2 of the item count). This is the entry point for searches
+/// where time to the answer is the product, such as PyPhi's search for a
+/// cut that loses nothing.
+///
+/// ```
+/// use mapreduce::{jobs, par_map_reduce_in_order};
+///
+/// let first = par_map_reduce_in_order(0..30_000_000usize, &(), jobs::find_first(|x: &usize, _: &()| *x == 1_000_000));
+/// assert_eq!(first.unwrap(), Some(1_000_000));
+/// ```
+pub fn par_map_reduce_in_order<I, C, J>(items: I, ctx: &C, job: J) -> Result<J::Acc, Error>
+where
+    I: IntoParallelIterator,
+    I::Iter: IndexedParallelIterator,
+    C: Sync + ?Sized,
+    J: MapReduce<I::Item, C>,
+{
+    items.into_par_iter().map_reduce_in_order(ctx, job)
 }
 
 /// Extension methods, in scope through `mapreduce::prelude::*`.
@@ -237,6 +261,36 @@ impl<P: ParallelIterator> ParallelMapReduce for P {
         J: MapReduce<Self::Item, C>,
     {
         engine::map_reduce(self, ctx, &job)
+    }
+}
+
+/// Extension methods for indexed parallel iterators, in scope through
+/// `mapreduce::prelude::*`.
+pub trait IndexedParallelMapReduce: IndexedParallelIterator {
+    /// Run `job` over this iterator's items scanned in order, like
+    /// [`par_map_reduce_in_order`].
+    ///
+    /// ```
+    /// use mapreduce::{jobs, prelude::*};
+    /// use rayon::prelude::*;
+    ///
+    /// let cuts: Vec<u32> = (0..100_000).map(|i| (i * 7919) % 100_003).collect();
+    /// let free = cuts.par_iter().map_reduce_in_order(&(), jobs::find_first(|c: &&u32, _: &()| **c == 0));
+    /// assert_eq!(free.unwrap(), Some(&0));
+    /// ```
+    fn map_reduce_in_order<C, J>(self, ctx: &C, job: J) -> Result<J::Acc, Error>
+    where
+        C: Sync + ?Sized,
+        J: MapReduce<Self::Item, C>;
+}
+
+impl<P: IndexedParallelIterator> IndexedParallelMapReduce for P {
+    fn map_reduce_in_order<C, J>(self, ctx: &C, job: J) -> Result<J::Acc, Error>
+    where
+        C: Sync + ?Sized,
+        J: MapReduce<Self::Item, C>,
+    {
+        engine::map_reduce_in_order(self, ctx, &job)
     }
 }
 

@@ -8,6 +8,6 @@
 //! ```
 
 pub use crate::{
-    is_cancelled, jobs, par_map_reduce, par_map_reduce_iter, seq_map_reduce, Config, Error, MapReduce,
-    ParallelMapReduce,
+    is_cancelled, jobs, par_map_reduce, par_map_reduce_in_order, par_map_reduce_iter, seq_map_reduce, Config, Error,
+    IndexedParallelMapReduce, MapReduce, ParallelMapReduce,
 };

@@ -55,6 +55,7 @@ enum Input {
     Vec,
     Unindexed,
     Streamed,
+    InOrder,
 }
 
 /// Collects items in order, with scripted faults; `compute` of a nested
@@ -148,7 +149,13 @@ impl Case {
             1 => rng.below(64),
             _ => rng.below(3000),
         };
-        let input = [Input::Range, Input::Vec, Input::Unindexed, Input::Streamed][rng.below(4) as usize];
+        let input = [
+            Input::Range,
+            Input::Vec,
+            Input::Unindexed,
+            Input::Streamed,
+            Input::InOrder,
+        ][rng.below(5) as usize];
         let job = Faulty {
             breaks: rng.set(len, 50),
             compute_panics: rng.set(len, 25),
@@ -182,6 +189,7 @@ impl Case {
             Input::Vec => par_map_reduce((0..len).collect::<Vec<_>>(), &(), job),
             Input::Unindexed => (0..len).into_par_iter().filter(|_| true).map_reduce(&(), job),
             Input::Streamed => par_map_reduce_iter(0..len, &(), job),
+            Input::InOrder => par_map_reduce_in_order((0..len).collect::<Vec<_>>(), &(), job),
         })
     }
 

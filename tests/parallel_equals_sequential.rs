@@ -22,6 +22,8 @@ enum Input {
     FlatMapped,
     /// A plain iterator, streamed in batches.
     Streamed,
+    /// An indexed input scanned in order, in growing blocks.
+    InOrder,
 }
 
 fn run(input: Input, len: u64, job: &Scripted) -> Result<Vec<u64>, Error> {
@@ -34,6 +36,10 @@ fn run(input: Input, len: u64, job: &Scripted) -> Result<Vec<u64>, Error> {
             .flat_map_iter(|chunk| chunk * 7..(chunk * 7 + 7).min(len))
             .map_reduce(&(), job),
         Input::Streamed => par_map_reduce_iter(0..len, &(), job),
+        Input::InOrder => (0..len as usize)
+            .into_par_iter()
+            .map(|x| x as u64)
+            .map_reduce_in_order(&(), job),
     }
 }
 
@@ -78,6 +84,7 @@ fn input() -> impl Strategy<Value = Input> {
         Just(Input::Filtered),
         Just(Input::FlatMapped),
         Just(Input::Streamed),
+        Just(Input::InOrder),
     ]
 }
 

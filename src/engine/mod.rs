@@ -2,11 +2,12 @@
 //! task, joined in order, with the shortcircuit of [`crate::cancel`].
 
 mod consumer;
+mod in_order;
 mod run;
 
 use std::ops::ControlFlow::{self, Break, Continue};
 
-use rayon::iter::ParallelIterator;
+use rayon::iter::{IndexedParallelIterator, ParallelIterator};
 
 pub(crate) use run::Run;
 
@@ -25,6 +26,30 @@ where
     C: Sync + ?Sized,
     J: MapReduce<P::Item, C>,
 {
+    let total = items.opt_len();
+    execute(ctx, job, total, move |run| drive(items, run, Some(0)))
+}
+
+/// A whole run over an indexed input scanned in growing blocks from its
+/// start (see [`in_order`]).
+pub(crate) fn map_reduce_in_order<P, C, J>(items: P, ctx: &C, job: &J) -> Result<J::Acc, Error>
+where
+    P: IndexedParallelIterator,
+    C: Sync + ?Sized,
+    J: MapReduce<P::Item, C>,
+{
+    let total = items.len();
+    execute(ctx, job, Some(total), move |run| in_order::drive(items, run))
+}
+
+/// Run `driver` as one run of `job` under the current config: on the pool
+/// (or inline when nested), watched by this thread when someone watches.
+fn execute<T, C, J, D>(ctx: &C, job: &J, total: Option<usize>, driver: D) -> Result<J::Acc, Error>
+where
+    C: Sync + ?Sized,
+    J: MapReduce<T, C>,
+    D: FnOnce(&Run<'_, T, J, C>) -> Result<ControlFlow<J::Acc, J::Acc>, Error> + Send,
+{
     let config = Config::current();
     config.check()?;
     let workers = if config.parallel() { config.num_workers()? } else { 1 };
@@ -42,10 +67,10 @@ where
     );
     let state = Shortcircuit::new(deterministic, cancel::current_task());
     let tally = Tally::new();
-    let Some(mut monitor) = Monitor::for_run(&config, job.description(), items.opt_len()) else {
-        let child = progress::child_for_run(&config, job.description(), items.opt_len());
+    let Some(mut monitor) = Monitor::for_run(&config, job.description(), total) else {
+        let child = progress::child_for_run(&config, job.description(), total);
         let run = Run::new(job, ctx, config, state, child.as_ref().map(ChildGuard::tally));
-        return pool::install(workers, parallel, || drive(items, &run, Some(0)))?.map(into_value);
+        return pool::install(workers, parallel, || driver(&run))?.map(into_value);
     };
     // Someone watches: the run goes to the pool, this thread draws.
     let run = Run::new(job, ctx, config, state, Some(&tally));
@@ -54,7 +79,7 @@ where
     pool::in_place_scope(workers, parallel, |scope| {
         scope.spawn(|_| {
             let _signal = finished.on_drop();
-            outcome = Some(drive(items, &run, Some(0)));
+            outcome = Some(driver(&run));
         });
         monitor.watch(&tally, &finished);
     })?;

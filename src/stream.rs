@@ -2,7 +2,7 @@
 //! iterable into a list; this reads it in bounded batches).
 //!
 //! The calling thread reads the iterator, in order, into a batch while the
-//! pool folds the previous batch; batch results are merged in order. Two
+//! pool folds the previous two; batch results are merged in order. Three
 //! batch buffers are reused for the whole run, so memory stays flat however
 //! long the iterator is.
 
@@ -24,7 +24,7 @@ use crate::pool;
 use crate::progress::{self, Finished, Monitor, Tally};
 use crate::sequential;
 
-/// The largest batch, in bytes of items: two such buffers are all the memory
+/// The largest batch, in bytes of items: three such buffers are all the memory
 /// a streamed run holds.
 const MAX_BATCH_BYTES: usize = 4 << 20;
 /// Batch lengths stay within these bounds, whatever the item size.
@@ -40,7 +40,7 @@ const READ_CHECK_EVERY: usize = 1024;
 /// a `Break`: read in order, in bounded batches, on the calling thread (the
 /// iterator need not be `Send`); memory does not grow with the length; same
 /// result as [`seq_map_reduce`](crate::seq_map_reduce). Reading stops soon
-/// after a `Break` (at most one batch ahead).
+/// after a `Break` (at most two batches ahead).
 ///
 /// ```
 /// use mapreduce::{jobs, par_map_reduce_iter};

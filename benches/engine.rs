@@ -20,6 +20,9 @@ use std::ops::Range;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{busy, splitmix64};
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, SamplingMode};
 use mapreduce::{par_map_reduce, par_map_reduce_iter, Config, MapReduce};
 use rayon::prelude::*;
@@ -39,25 +42,6 @@ const ONE_WORKER_ITEMS: u64 = 10_000_000;
 const MEDIUM_ITEMS: u64 = 200_000;
 /// The target compute time of one medium item.
 const MEDIUM_ITEM_TIME: Duration = Duration::from_micros(5);
-
-/// The standard splitmix64 finalizer (Steele, Lea and Flood): a bijection.
-#[inline]
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// About `rounds` dependent splitmix64 steps of busy work.
-#[inline]
-fn busy(item: u64, rounds: u64) -> u64 {
-    let mut x = item;
-    for _ in 0..rounds {
-        x = splitmix64(black_box(x));
-    }
-    x
-}
 
 /// Rounds of [`busy`] that take about [`MEDIUM_ITEM_TIME`] on this machine.
 fn medium_rounds() -> u64 {

@@ -19,17 +19,11 @@ use std::ops::ControlFlow::{self, Continue};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+
+use common::busy;
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use mapreduce::{par_map_reduce, Config, MapReduce, ProgressSink};
-
-/// The standard splitmix64 finalizer.
-#[inline]
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
 
 /// `rounds` dependent splitmix64 steps per item, wrapping sum.
 struct Mix {
@@ -47,11 +41,7 @@ impl MapReduce<u64> for Mix {
         0
     }
     fn compute(&self, item: u64, _: &()) -> u64 {
-        let mut x = item;
-        for _ in 0..self.rounds {
-            x = splitmix64(black_box(x));
-        }
-        x
+        busy(item, self.rounds)
     }
     fn process_result(&self, new: u64, acc: u64) -> ControlFlow<u64, u64> {
         Continue(acc.wrapping_add(new))

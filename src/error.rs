@@ -212,6 +212,12 @@ impl From<Panic> for Error {
     }
 }
 
+/// Run user code that is not about one item (`empty_result`, a final
+/// `merge`): a panic becomes an [`Error::Panicked`] without an index.
+pub(crate) fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, Error> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| Panic::new(None, payload).into())
+}
+
 /// The text of a panic payload: `panic!` gives `&str` or `String`.
 fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(text) = payload.downcast_ref::<&str>() {

@@ -6,7 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use crate::cancel::{self, Token};
 use crate::config::Config;
 use crate::engine::into_value;
-use crate::error::{Error, Panic};
+use crate::error::{catch_panic, Error, Panic};
 use crate::job::MapReduce;
 
 /// Sequential run on the calling thread, holding at most the accumulator and
@@ -39,7 +39,7 @@ where
     J: MapReduce<I::Item, C>,
 {
     let parent: Option<Token> = cancel::current_task();
-    let acc = catch_unwind(AssertUnwindSafe(|| job.empty_result(ctx))).map_err(|payload| Panic::new(None, payload))?;
+    let acc = catch_panic(|| job.empty_result(ctx))?;
     let mut folded = 0usize;
     let counter = &mut folded;
     let flow = catch_unwind(AssertUnwindSafe(move || {

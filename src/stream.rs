@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 use crate::cancel::{self, Shortcircuit};
 use crate::config::Config;
 use crate::engine::{self, into_value, Run};
-use crate::error::{Error, Panic};
+use crate::error::{catch_panic, Error, Panic};
 use crate::job::MapReduce;
 use crate::pool;
 use crate::progress::{self, Finished, Monitor, Tally};
@@ -131,8 +131,7 @@ where
         finished: Finished::new(),
     });
     let mut reader = Reader { items, read: 0 };
-    let mut acc =
-        catch_unwind(AssertUnwindSafe(|| job.empty_result(ctx))).map_err(|payload| Panic::new(None, payload))?;
+    let mut acc = catch_panic(|| job.empty_result(ctx))?;
     // Inside a task, this thread is one of the pool's workers: it must not
     // block on a signal, or a pool whose workers all do so would deadlock.
     let nested = rayon::current_thread_index().is_some();
@@ -214,8 +213,8 @@ where
                     });
                     Err(panicked.unwrap_or(Error::Cancelled))
                 }
-                Ok(Continue(batch_acc)) => merge(job, acc, batch_acc),
-                Ok(Break(batch_acc)) => merge(job, acc, batch_acc).map(|flow| Break(into_value(flow))),
+                Ok(Continue(batch_acc)) => catch_panic(|| job.merge(acc, batch_acc)),
+                Ok(Break(batch_acc)) => catch_panic(|| job.merge(acc, batch_acc)).map(|flow| Break(into_value(flow))),
                 Err(err) => Err(err),
             };
             match flow {
@@ -229,14 +228,6 @@ where
         }
     })?;
     outcome
-}
-
-fn merge<T, C: ?Sized, J: MapReduce<T, C>>(
-    job: &J,
-    left: J::Acc,
-    right: J::Acc,
-) -> Result<ControlFlow<J::Acc, J::Acc>, Error> {
-    catch_unwind(AssertUnwindSafe(|| job.merge(left, right))).map_err(|payload| Panic::new(None, payload).into())
 }
 
 /// The longest batch for items of type `T`.

@@ -9,52 +9,21 @@ use std::time::{Duration, Instant};
 
 use mapreduce::prelude::*;
 
-/// Items take `millis` each; item `stop` breaks. Counts computed items.
-struct SlowSearch {
-    stop: u64,
-    millis: u64,
-    computed: AtomicUsize,
-}
-
-impl MapReduce<u64> for SlowSearch {
-    type Output = u64;
-    type Acc = Option<u64>;
-
-    fn empty_result(&self, _: &()) -> Option<u64> {
-        None
-    }
-    fn compute(&self, item: u64, _: &()) -> u64 {
-        self.computed.fetch_add(1, Ordering::Relaxed);
-        std::thread::sleep(Duration::from_millis(self.millis));
-        item
-    }
-    fn process_result(&self, item: u64, acc: Option<u64>) -> ControlFlow<Option<u64>, Option<u64>> {
-        if item == self.stop {
-            Break(Some(item))
-        } else {
-            Continue(acc)
-        }
-    }
-    fn merge(&self, left: Option<u64>, right: Option<u64>) -> ControlFlow<Option<u64>, Option<u64>> {
-        match left.or(right) {
-            found @ Some(_) => Break(found),
-            None => Continue(None),
-        }
-    }
-}
-
-fn search(stop: u64) -> SlowSearch {
-    SlowSearch {
-        stop,
-        millis: 1,
-        computed: AtomicUsize::new(0),
-    }
+/// A search for item `stop` whose items take `millis` each; counts the
+/// items it computes in `computed`.
+fn search(stop: u64, millis: u64, computed: &AtomicUsize) -> impl MapReduce<u64, Acc = Option<u64>> + '_ {
+    jobs::find_first(move |item: &u64, _: &()| {
+        computed.fetch_add(1, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(millis));
+        *item == stop
+    })
 }
 
 #[test]
 fn break_at_item_60_of_5000_returns_promptly_in_both_modes() {
     for deterministic in [true, false] {
-        let job = search(60);
+        let computed = AtomicUsize::new(0);
+        let job = search(60, 1, &computed);
         let started = Instant::now();
         let found = Config::current()
             .with_workers(2)
@@ -63,7 +32,7 @@ fn break_at_item_60_of_5000_returns_promptly_in_both_modes() {
             .scope(|| par_map_reduce(0..5000u64, &(), &job))
             .unwrap();
         let elapsed = started.elapsed();
-        let computed = job.computed.load(Ordering::Relaxed);
+        let computed = computed.load(Ordering::Relaxed);
         assert_eq!(found, Some(60));
         eprintln!("deterministic {deterministic}: {computed} items computed in {elapsed:?}");
         // A full run computes 5000 items (≥ 2.5 s on 2 workers); the search
@@ -75,7 +44,8 @@ fn break_at_item_60_of_5000_returns_promptly_in_both_modes() {
 
 #[test]
 fn streamed_break_stops_reading_and_computing() {
-    let job = search(60);
+    let computed = AtomicUsize::new(0);
+    let job = search(60, 1, &computed);
     let read = AtomicUsize::new(0);
     let items = (0u64..).inspect(|_| {
         read.fetch_add(1, Ordering::Relaxed);
@@ -85,8 +55,9 @@ fn streamed_break_stops_reading_and_computing() {
         .scope(|| par_map_reduce_iter(items, &(), &job))
         .unwrap();
     assert_eq!(found, Some(60));
-    assert!(job.computed.load(Ordering::Relaxed) < 1000);
-    // The first batch and at most one batch of read-ahead.
+    assert!(computed.load(Ordering::Relaxed) < 1000);
+    // The two batches read before the first one is folded; nothing after
+    // the break is known.
     assert!(
         read.load(Ordering::Relaxed) <= 128 + 256,
         "read {}",
@@ -98,21 +69,15 @@ fn streamed_break_stops_reading_and_computing() {
 fn items_right_of_a_known_break_are_not_started() {
     // Item 0 breaks at once; a worker may already hold one more item, but
     // nothing is started after the break is known.
-    let job = SlowSearch {
-        stop: 0,
-        millis: 20,
-        computed: AtomicUsize::new(0),
-    };
+    let computed = AtomicUsize::new(0);
+    let job = search(0, 20, &computed);
     let found = Config::current()
         .with_workers(2)
         .scope(|| par_map_reduce(0..1000u64, &(), &job))
         .unwrap();
     assert_eq!(found, Some(0));
-    assert!(
-        job.computed.load(Ordering::Relaxed) <= 4,
-        "computed {}",
-        job.computed.load(Ordering::Relaxed)
-    );
+    let computed = computed.load(Ordering::Relaxed);
+    assert!(computed <= 4, "computed {computed}");
 }
 
 /// Item `stop` breaks once another item is in flight; every item right of it waits (polling
@@ -207,42 +172,20 @@ fn in_flight_items_observe_is_cancelled() {
     assert!(!is_cancelled(), "outside a run nothing is cancelled");
 }
 
-/// Each outer item runs an inner search that only stops when cancelled.
-struct Outer;
-
-impl MapReduce<u64> for Outer {
-    type Output = Result<u64, String>;
-    type Acc = Option<u64>;
-
-    fn empty_result(&self, _: &()) -> Option<u64> {
-        None
+/// Item 0 ends the search after 30 ms; every other item runs an inner
+/// search that would take ~100 s unless cancelled with it.
+fn outer_item(item: u64) -> bool {
+    if item == 0 {
+        std::thread::sleep(Duration::from_millis(30));
+        return true;
     }
-    fn compute(&self, item: u64, _: &()) -> Result<u64, String> {
-        if item == 0 {
-            std::thread::sleep(Duration::from_millis(30));
-            return Ok(0);
-        }
-        // An inner run that would take ~100 s unless cancelled with us.
-        let inner = jobs::count(|_: &u64, _: &()| {
-            std::thread::sleep(Duration::from_millis(10));
-            true
-        });
-        par_map_reduce(0..10_000u64, &(), inner)
-            .map(|n| n as u64)
-            .map_err(|err| err.to_string())
-    }
-    fn process_result(&self, new: Result<u64, String>, acc: Option<u64>) -> ControlFlow<Option<u64>, Option<u64>> {
-        match new {
-            Ok(0) => Break(Some(0)),
-            _ => Continue(acc),
-        }
-    }
-    fn merge(&self, left: Option<u64>, right: Option<u64>) -> ControlFlow<Option<u64>, Option<u64>> {
-        match left.or(right) {
-            found @ Some(_) => Break(found),
-            None => Continue(None),
-        }
-    }
+    let inner = jobs::count(|_: &u64, _: &()| {
+        std::thread::sleep(Duration::from_millis(10));
+        true
+    });
+    // Cancelled with its task, the inner run ends in `Error::Cancelled`.
+    let _ = par_map_reduce(0..10_000u64, &(), inner);
+    false
 }
 
 #[test]
@@ -251,7 +194,7 @@ fn nested_runs_of_a_cancelled_task_stop_with_it() {
     let found = Config::current()
         .with_workers(2)
         .with_deterministic(false)
-        .scope(|| par_map_reduce(0..4u64, &(), Outer))
+        .scope(|| par_map_reduce(0..4u64, &(), jobs::find_first(|item: &u64, _: &()| outer_item(*item))))
         .unwrap();
     assert_eq!(found, Some(0));
     assert!(

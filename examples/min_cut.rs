@@ -7,11 +7,17 @@
 //! cargo run --release --example min_cut -- --disconnected    # plants a free cut: shortcircuit
 //! cargo run --release --example min_cut -- --nodes 18 --sequential
 //! RUST_LOG=warn cargo run --release --example min_cut        # without the workers' log lines
+//!
+//! # On a cluster (README "Running on a cluster"): every rank runs the search
+//! cargo build --release --features mpi --example min_cut
+//! mpirun -n 4 target/release/examples/min_cut --mpi
 //! ```
 //!
 //! Flags: `--nodes N` (default 24), `--seed S` (default 1), `--workers W`
-//! (PyPhi's NUMBER_OF_CORES rule: -1 all cores), `--sequential`,
-//! `--any-order`, `--no-progress`, `--disconnected`.
+//! (PyPhi's NUMBER_OF_CORES rule: -1 all cores; per rank with `--mpi`),
+//! `--sequential`, `--any-order`, `--no-progress`, `--disconnected`, and
+//! `--mpi` (built with `--features mpi`: the ranks of an `mpirun`/`srun` job
+//! share the search; rank 0 prints).
 //!
 //! A cut puts each node on side A or side B; its cost is the total weight of
 //! the edges from one side to the other, in either direction. Cut `k`
@@ -132,6 +138,7 @@ struct Args {
     any_order: bool,
     progress: bool,
     disconnected: bool,
+    mpi: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -143,6 +150,7 @@ fn parse_args() -> Result<Args, String> {
         any_order: false,
         progress: true,
         disconnected: false,
+        mpi: false,
     };
     let mut words = std::env::args().skip(1);
     while let Some(word) = words.next() {
@@ -155,6 +163,8 @@ fn parse_args() -> Result<Args, String> {
             "--any-order" => args.any_order = true,
             "--no-progress" => args.progress = false,
             "--disconnected" => args.disconnected = true,
+            "--mpi" if cfg!(feature = "mpi") => args.mpi = true,
+            "--mpi" => return Err("--mpi needs the example built with --features mpi".into()),
             "--help" | "-h" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -172,7 +182,7 @@ fn main() {
             eprintln!("{problem}");
             eprintln!(
                 "usage: min_cut [--nodes N] [--seed S] [--workers W] [--sequential] [--any-order] \
-                 [--no-progress] [--disconnected]"
+                 [--no-progress] [--disconnected] [--mpi]"
             );
             std::process::exit(2);
         }
@@ -182,7 +192,8 @@ fn main() {
     if std::env::var_os("RUST_LOG").is_none() {
         std::env::set_var("RUST_LOG", "info");
     }
-    mapreduce::init_logging();
+    let cluster = Cluster::join(args.mpi);
+    cluster.init_logging();
     let network = Network::random(args.nodes, args.seed, args.disconnected);
     let cuts = 1..(1usize << (network.nodes() - 1));
     let job = MinCut {
@@ -202,29 +213,33 @@ fn main() {
             std::process::exit(2);
         }
     };
-    println!(
-        "Searching {} cuts of a {}-node network (seed {}) with {workers} worker(s){}",
-        cuts.end - 1,
-        args.nodes,
-        args.seed,
-        if args.any_order { ", any order" } else { "" }
-    );
+    let lead = cluster.rank() == 0;
+    if lead {
+        println!(
+            "Searching {} cuts of a {}-node network (seed {}) with {workers} worker(s){}{}",
+            cuts.end - 1,
+            args.nodes,
+            args.seed,
+            cluster.describe(),
+            if args.any_order { ", any order" } else { "" }
+        );
+    }
     let started = Instant::now();
     // In order: a free cut at index k is found after about k / workers cuts'
     // time, wherever it lies.
     let cut_numbers = cuts.clone().into_par_iter().map(|cut| cut as u64);
-    let result = config.scope(|| par_map_reduce_in_order(cut_numbers, &network, &job));
+    let result = config.scope(|| cluster.search(cut_numbers, &network, &job));
     let elapsed = started.elapsed();
+    let evaluated = cluster.total(job.evaluated.load(Ordering::Relaxed));
+    if !lead {
+        return;
+    }
     match result {
         Ok(Some((cost, cut))) => {
             let side_a: Vec<usize> = (0..network.nodes()).filter(|i| cut >> i & 1 == 1).collect();
             println!("best cut:    {cut} (side A: nodes {side_a:?})");
             println!("cost:        {cost}");
-            println!(
-                "evaluated:   {} of {} cuts",
-                job.evaluated.load(Ordering::Relaxed),
-                cuts.end - 1
-            );
+            println!("evaluated:   {evaluated} of {} cuts", cuts.end - 1);
             println!("time:        {:.2?}", elapsed);
             println!(
                 "shortcircuit: {}",
@@ -240,5 +255,84 @@ fn main() {
             eprintln!("error: {err}");
             std::process::exit(1);
         }
+    }
+}
+
+/// Where the search runs: this process, or (`--mpi`) every rank of the MPI
+/// job this process belongs to.
+struct Cluster {
+    #[cfg(feature = "mpi")]
+    world: Option<(::mpi::environment::Universe, ::mpi::topology::SimpleCommunicator)>,
+}
+
+impl Cluster {
+    #[cfg(feature = "mpi")]
+    fn join(mpi: bool) -> Cluster {
+        let world = mpi.then(|| {
+            let (universe, _) =
+                ::mpi::initialize_with_threading(::mpi::Threading::Funneled).expect("MPI initializes once");
+            let world = universe.world();
+            (universe, world)
+        });
+        Cluster { world }
+    }
+
+    #[cfg(not(feature = "mpi"))]
+    fn join(_: bool) -> Cluster {
+        Cluster {}
+    }
+
+    #[cfg(feature = "mpi")]
+    fn communicator(&self) -> Option<&::mpi::topology::SimpleCommunicator> {
+        self.world.as_ref().map(|(_, world)| world)
+    }
+
+    fn init_logging(&self) {
+        #[cfg(feature = "mpi")]
+        if let Some(world) = self.communicator() {
+            return mapreduce::mpi::init_logging(world);
+        }
+        mapreduce::init_logging();
+    }
+
+    fn rank(&self) -> i32 {
+        #[cfg(feature = "mpi")]
+        if let Some(world) = self.communicator() {
+            use ::mpi::traits::Communicator;
+            return world.rank();
+        }
+        0
+    }
+
+    fn describe(&self) -> String {
+        #[cfg(feature = "mpi")]
+        if let Some(world) = self.communicator() {
+            use ::mpi::traits::Communicator;
+            return format!(" on each of {} MPI ranks", world.size());
+        }
+        String::new()
+    }
+
+    fn search<P>(&self, cuts: P, network: &Network, job: &MinCut) -> Result<Option<(u64, u64)>, mapreduce::Error>
+    where
+        P: IndexedParallelIterator<Item = u64>,
+    {
+        #[cfg(feature = "mpi")]
+        if let Some(world) = self.communicator() {
+            return mapreduce::mpi::par_map_reduce(world, cuts, network, job);
+        }
+        par_map_reduce_in_order(cuts, network, job)
+    }
+
+    /// The sum of `count` over the ranks.
+    fn total(&self, count: u64) -> u64 {
+        #[cfg(feature = "mpi")]
+        if let Some(world) = self.communicator() {
+            use ::mpi::collective::{CommunicatorCollectives, SystemOperation};
+            let mut total = 0;
+            world.all_reduce_into(&count, &mut total, SystemOperation::sum());
+            return total;
+        }
+        count
     }
 }

@@ -79,6 +79,19 @@ impl Shortcircuit {
         self.horizon.fetch_min(horizon, Ordering::Relaxed);
     }
 
+    /// The horizon's current value: `usize::MAX` while nothing has happened.
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+    pub(crate) fn horizon_now(&self) -> usize {
+        self.horizon.load(Ordering::Relaxed)
+    }
+
+    /// Lower the horizon to `horizon` as it stands, whatever the mode: an
+    /// event decided elsewhere (on another rank) that this run must honour.
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+    pub(crate) fn lower_horizon(&self, horizon: usize) {
+        self.horizon.fetch_min(horizon, Ordering::Relaxed);
+    }
+
     /// Stop every task: the run's result will be discarded.
     pub(crate) fn abort(&self) {
         self.aborted.store(true, Ordering::Relaxed);

@@ -35,6 +35,15 @@ pub enum ConfigError {
         /// What is wrong with it, and what would be right.
         reason: String,
     },
+    /// Another rank of an MPI run (feature `mpi`) cannot run: its own
+    /// configuration is invalid.
+    #[cfg(feature = "mpi")]
+    OnRank {
+        /// The rank that cannot run.
+        rank: i32,
+        /// What that rank reported.
+        reason: String,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -54,6 +63,8 @@ impl fmt::Display for ConfigError {
                 value,
                 reason,
             } => write!(f, "environment variable {variable}={value:?} is invalid: {reason}"),
+            #[cfg(feature = "mpi")]
+            ConfigError::OnRank { rank, reason } => write!(f, "on rank {rank}: {reason}"),
         }
     }
 }
@@ -219,7 +230,7 @@ pub(crate) fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, Error> {
 }
 
 /// The text of a panic payload: `panic!` gives `&str` or `String`.
-fn panic_message(payload: &(dyn Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(text) = payload.downcast_ref::<&str>() {
         (*text).to_owned()
     } else if let Some(text) = payload.downcast_ref::<String>() {

@@ -135,6 +135,15 @@
 //! each naming its thread. The engine logs its lifecycle at debug and trace
 //! level, never per item.
 //!
+//! # On a cluster (feature `mpi`)
+//!
+//! With the `mpi` cargo feature, `mapreduce::mpi::par_map_reduce` runs a job
+//! across the ranks of an MPI job (`mpirun`, `srun`): rank 0 hands out
+//! blocks of indices, every rank computes on its own pool, a `Break`
+//! anywhere stops every rank, and every rank returns the sequential answer;
+//! `mapreduce::mpi::init_logging` prints every rank's log lines on rank 0.
+//! See the README's "Running on a cluster" and the module's own docs.
+//!
 //! # Coming from PyPhi
 //!
 //! | PyPhi (`pyphi.compute.parallel`) | `mapreduce` |
@@ -154,7 +163,7 @@
 //! | `config.PARALLEL_*_EVALUATION` | [`Config::with_parallel`], `MAPREDUCE_PARALLEL` |
 //! | `config.override(...)` | [`Config::scope`] |
 //! | `ExceptionWrapper` / `.reraise()` | [`Error::Panicked`] / [`Error::resume`] |
-//! | `LogThread` (worker logs to the parent) | workers log with `log`; [`init_logging`] |
+//! | `LogThread` (worker logs to the parent) | workers log with `log`; [`init_logging`]; across MPI ranks, `mpi::init_logging` |
 //! | tqdm progress bar | built in; [`ProgressSink`] for other front ends |
 //! | materializing the iterable into a list | never: [`par_map_reduce_iter`] streams |
 
@@ -165,6 +174,8 @@ mod error;
 mod job;
 pub mod jobs;
 pub mod logging;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 mod pool;
 pub mod prelude;
 mod progress;

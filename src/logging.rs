@@ -56,13 +56,18 @@ pub fn default_builder() -> env_logger::Builder {
     builder.format(|buf, record| {
         let style = buf.default_level_style(record.level());
         let thread = std::thread::current();
+        // A record another MPI rank logged names that rank and its thread.
+        #[cfg(feature = "mpi")]
+        let origin = crate::mpi::logs::origin();
+        #[cfg(not(feature = "mpi"))]
+        let origin: Option<String> = None;
         writeln!(
             buf,
             "[{} {style}{:<5}{style:#} {} {}] {}",
             buf.timestamp(),
             record.level(),
             record.target(),
-            thread.name().unwrap_or("unnamed"),
+            origin.as_deref().unwrap_or(thread.name().unwrap_or("unnamed")),
             record.args()
         )
     });

@@ -39,6 +39,13 @@ pub(crate) fn in_place_scope<'scope, R>(
     Ok(pool(if parallel { workers } else { 1 })?.in_place_scope(op))
 }
 
+/// Build the pool a run with `workers` workers would use, if not built yet:
+/// a failure to start its threads is known before the run starts.
+#[cfg(feature = "mpi")]
+pub(crate) fn prepare(workers: usize, parallel: bool) -> Result<(), Error> {
+    pool(if parallel { workers } else { 1 }).map(drop)
+}
+
 /// The pool of `workers` threads (at most the machine's cores).
 fn pool(workers: usize) -> Result<&'static ThreadPool, Error> {
     static POOLS: OnceLock<Vec<OnceLock<ThreadPool>>> = OnceLock::new();

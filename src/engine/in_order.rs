@@ -19,8 +19,8 @@ use crate::job::MapReduce;
 /// a `1 / BLOCKS_AT_MOST`th of the input: a `Break` early in a block leaves
 /// the rest of it to the other workers, so blocks must stay small next to
 /// the input.
-const FIRST_BLOCK_PER_WORKER: usize = 4;
-const BLOCKS_AT_MOST: usize = 16;
+pub(crate) const FIRST_BLOCK_PER_WORKER: usize = 4;
+pub(crate) const BLOCKS_AT_MOST: usize = 16;
 
 /// Drive `items` through `run`, block after block, until the input ends or
 /// an event (a `Break`, a panic, an abort) decides the answer.

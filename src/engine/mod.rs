@@ -10,6 +10,11 @@ use std::ops::ControlFlow::{self, Break, Continue};
 use rayon::iter::{IndexedParallelIterator, ParallelIterator};
 
 pub(crate) use run::Run;
+#[cfg(feature = "mpi")]
+pub(crate) use {
+    in_order::{BLOCKS_AT_MOST, FIRST_BLOCK_PER_WORKER},
+    run::{Part, Piece},
+};
 
 use crate::cancel::{self, Shortcircuit};
 use crate::config::Config;
@@ -17,7 +22,7 @@ use crate::error::Error;
 use crate::job::MapReduce;
 use crate::pool;
 use crate::progress::{self, ChildGuard, Finished, Monitor, Tally};
-use consumer::MapReduceConsumer;
+pub(crate) use consumer::MapReduceConsumer;
 
 /// A whole run of `job` over a parallel iterator under the current config.
 pub(crate) fn map_reduce<P, C, J>(items: P, ctx: &C, job: &J) -> Result<J::Acc, Error>

@@ -135,6 +135,13 @@ impl<'a, T, J: MapReduce<T, C>, C: ?Sized> Run<'a, T, J, C> {
         }
     }
 
+    /// The panic of a failed `merge`, taken out of the run: a rank other
+    /// than 0 reports it as the outcome of the block it happened in.
+    #[cfg(feature = "mpi")]
+    pub(crate) fn take_merge_failure(&self) -> Option<Panic> {
+        self.merge_failure.lock().take()
+    }
+
     /// The answer of the run, from the piece that covers all of it.
     pub(crate) fn finish(&self, piece: Piece<J::Acc>) -> Result<ControlFlow<J::Acc, J::Acc>, Error> {
         if let Some(panic) = self.merge_failure.lock().take() {

@@ -34,6 +34,12 @@ impl Tally {
     pub(crate) fn done(&self) -> u64 {
         self.done.load(Ordering::Relaxed)
     }
+
+    /// Count `items` done elsewhere (on another rank).
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+    pub(crate) fn add(&self, items: u64) {
+        self.done.fetch_add(items, Ordering::Relaxed);
+    }
 }
 
 /// A task's side of the tally: what it counted, what it has published.

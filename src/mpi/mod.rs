@@ -1,0 +1,265 @@
+//! The same job across the ranks of an MPI job (cargo feature `mpi`, on
+//! [rsmpi](https://docs.rs/mpi)): for searches that outgrow one machine.
+//!
+//! ```no_run
+//! use mapreduce::{jobs, mpi};
+//! use ::mpi::traits::*;
+//!
+//! let (universe, _) = ::mpi::initialize_with_threading(::mpi::Threading::Funneled).unwrap();
+//! let world = universe.world();
+//! mpi::init_logging(&world);
+//! let cost = |cut: usize, _: &()| (cut * 7919 % 10_007, cut);
+//! // Every rank calls it with the same items; every rank gets the answer.
+//! let cheapest = mpi::par_map_reduce(&world, 1..1_000_000usize, &(), jobs::min_by_key(cost).stop_at(0)).unwrap();
+//! if world.rank() == 0 {
+//!     println!("{cheapest:?}");
+//! }
+//! ```
+//!
+//! Run it with `mpirun -n 4 target/release/my-search` (or `srun`).
+//!
+//! # How a run goes
+//!
+//! SPMD: every rank calls [`par_map_reduce`] with the same indexed items (no
+//! items travel, only accumulators). Rank 0 hands out blocks of indices
+//! as ranks ask for them (rank 0 computes too); each rank runs its blocks on
+//! its own pool, [`Config::current`](crate::Config::current) on that rank
+//! deciding its worker count, with the single-machine engine; block results
+//! go to rank 0 (encoded with [postcard](https://docs.rs/postcard)), which
+//! joins them in index order. The answer is broadcast, so every rank
+//! returns it. Blocks start at a few items per worker and grow, as in
+//! [`par_map_reduce_in_order`](crate::par_map_reduce_in_order), so a match
+//! near the start is found at once.
+//!
+//! **Shortcircuit.** A `Break` (or a panic) on any rank stops the handing out
+//! of blocks right of it and cancels the blocks in flight right of it on
+//! every rank, where [`is_cancelled`](crate::is_cancelled) turns true within
+//! a few milliseconds. Deterministic mode returns exactly what
+//! [`seq_map_reduce`](crate::seq_map_reduce) returns; any-order mode, the
+//! first answer found. Rank 0's config decides the mode (and whether
+//! progress is shown) for all ranks.
+//!
+//! **Waiting costs no core.** A rank's calling thread talks to the others
+//! while its pool computes; it sleeps between looks for messages (50 µs,
+//! backing off to 2 ms), so one worker per core keeps its core.
+//!
+//! **Failures.** A panic on any rank is [`Error::Panicked`] on every rank,
+//! naming the item; ranks other than the one that panicked get the message
+//! as the payload. An invalid config on any rank is an error on every rank
+//! ([`ConfigError::OnRank`] on the others).
+//!
+//! **Progress and logs.** Rank 0 alone draws the bar, counting every rank's
+//! items. With [`init_logging`] on every rank, the other ranks' records are
+//! printed by rank 0, with their rank and thread in the line.
+//!
+//! **Requirements.** MPI must be initialized with at least
+//! `Threading::Funneled` (only the calling thread talks MPI), and
+//! `par_map_reduce` called from that thread, outside any parallel task.
+//! Accumulators need `serde`'s `Serialize` and `DeserializeOwned`.
+
+mod coordinator;
+mod link;
+pub(crate) mod logs;
+mod node;
+mod wire;
+
+use std::ops::ControlFlow;
+
+use ::mpi::topology::Communicator;
+use rayon::iter::{IndexedParallelIterator, IntoParallelIterator};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::cancel::Shortcircuit;
+use crate::config::Config;
+use crate::engine::{self, Run};
+use crate::error::{ConfigError, Error};
+use crate::job::MapReduce;
+use crate::pool;
+use crate::progress::{Monitor, Tally};
+use link::Link;
+use node::Node;
+use wire::{WireOutcome, WirePanic};
+
+/// Run `job` over `items` on every rank of `comm`, each rank using its own
+/// pool under the current [`Config`]; every rank returns the same answer,
+/// equal to [`seq_map_reduce`](crate::seq_map_reduce)'s in deterministic
+/// mode. A `Break` on any rank stops every rank promptly. See the
+/// [module docs](self) for how a run goes.
+///
+/// Collective: every rank of `comm` must call it, with the same number of
+/// items (it panics on every rank otherwise).
+///
+/// ```no_run
+/// use mapreduce::{jobs, mpi};
+///
+/// let universe = ::mpi::initialize_with_threading(::mpi::Threading::Funneled).unwrap().0;
+/// let world = universe.world();
+/// let total = mpi::par_map_reduce(&world, 0..1_000usize, &(), jobs::sum(|x: usize, _: &()| x * x)).unwrap();
+/// assert_eq!(total, 332_833_500);
+/// ```
+pub fn par_map_reduce<Comm, I, C, J>(comm: &Comm, items: I, ctx: &C, job: J) -> Result<J::Acc, Error>
+where
+    Comm: Communicator,
+    I: IntoParallelIterator,
+    I::Iter: IndexedParallelIterator,
+    C: Sync + ?Sized,
+    J: MapReduce<I::Item, C>,
+    J::Acc: Serialize + DeserializeOwned,
+{
+    assert!(
+        rayon::current_thread_index().is_none(),
+        "mapreduce::mpi::par_map_reduce must be called from a rank's own thread, not inside a parallel task"
+    );
+    let items = items.into_par_iter();
+    let len = items.len();
+    let link = Link::new(comm);
+    let config = Config::current();
+    let workers = prepare(&config);
+    // Agree that every rank can run, and on the number of items.
+    let failed = if workers.is_err() { link.rank as u64 } else { u64::MAX };
+    let agreed = link.all_min(&[failed, len as u64, !(len as u64)]);
+    if agreed[0] != u64::MAX {
+        return Err(setup_failure(&link, agreed[0] as i32, workers));
+    }
+    let (fewest, most) = (agreed[1], !agreed[2]);
+    assert!(
+        fewest == most,
+        "mapreduce::mpi::par_map_reduce: ranks disagree on the number of items ({fewest} to {most}); \
+         every rank must pass the same items"
+    );
+    let workers = workers?;
+    // Rank 0's config rules the mode and the display.
+    let mut monitor = (link.rank == 0)
+        .then(|| Monitor::for_run(&config, job.description(), Some(len)))
+        .flatten();
+    let settings = [u8::from(monitor.is_some()), u8::from(config.deterministic())];
+    let settings = link.broadcast(0, settings.to_vec());
+    let (watched, deterministic) = (settings[0] == 1, settings[1] == 1);
+    let config = config.with_deterministic(deterministic);
+    log::debug!(
+        "mpi run {:?}: rank {} of {}, {workers} worker(s), {len} items",
+        job.description(),
+        link.rank,
+        link.size
+    );
+    let tally = Tally::new();
+    let tally = watched.then_some(&tally);
+    let state = Shortcircuit::new(deterministic, None);
+    let run = Run::new(&job, ctx, config, state, tally);
+    let node = Node {
+        run: &run,
+        link: &link,
+        len,
+        workers,
+        tally,
+        monitor: monitor.as_mut(),
+    };
+    let outcome = items.with_producer(node);
+    if let (Some(monitor), Some(outcome), Some(tally)) = (monitor, &outcome, tally) {
+        monitor.finish(tally, outcome);
+    }
+    share_outcome(&link, outcome)
+}
+
+/// Rank 0: [`init_logging`](crate::init_logging). Other ranks: records
+/// logged there (that pass `RUST_LOG`, default `warn`) are captured, carried
+/// to rank 0 by the next run and printed by rank 0's logger with `rank N`
+/// and the thread in the line (PyPhi's LogThread, across machines); those
+/// ranks print none themselves. Records wait for a run to carry them (at
+/// most 10,000; older ones are dropped and counted). Call it once, on every
+/// rank, before the first run; a logger installed earlier is left alone.
+///
+/// ```no_run
+/// let universe = ::mpi::initialize_with_threading(::mpi::Threading::Funneled).unwrap().0;
+/// let world = universe.world();
+/// mapreduce::mpi::init_logging(&world);
+/// log::warn!("rank 0 prints this line, whichever rank logged it");
+/// ```
+pub fn init_logging<Comm: Communicator>(comm: &Comm) {
+    logs::install(comm.rank());
+}
+
+/// Check the config and build the pool: the number of workers.
+fn prepare(config: &Config) -> Result<usize, Error> {
+    config.check()?;
+    let workers = if config.parallel() { config.num_workers()? } else { 1 };
+    pool::prepare(workers, config.parallel())?;
+    Ok(workers)
+}
+
+/// Rank `failed` (the first that could not run) tells every rank why; each
+/// rank returns its own error if it has one, else that rank's.
+fn setup_failure(link: &Link, failed: i32, own: Result<usize, Error>) -> Error {
+    let (is_config, reason) = match &own {
+        Err(Error::Config(err)) => (true, err.to_string()),
+        Err(Error::ThreadPool(reason)) => (false, reason.clone()),
+        Err(other) => (false, other.to_string()),
+        Ok(_) => (false, String::new()),
+    };
+    let told = link.broadcast(failed, wire::encode(&(is_config, reason)));
+    if let Err(err) = own {
+        return err;
+    }
+    let (is_config, reason): (bool, String) = wire::decode(&told, failed);
+    if is_config {
+        Error::Config(ConfigError::OnRank { rank: failed, reason })
+    } else {
+        Error::ThreadPool(format!("on rank {failed}: {reason}"))
+    }
+}
+
+/// Rank 0 broadcasts the answer; every rank returns it.
+fn share_outcome<A>(link: &Link, outcome: Option<Result<ControlFlow<A, A>, Error>>) -> Result<A, Error>
+where
+    A: Serialize + DeserializeOwned,
+{
+    let Some(outcome) = outcome else {
+        let told = link.broadcast(0, Vec::new());
+        return match wire::decode(&told, 0) {
+            WireOutcome::Value(bytes) => wire::decode_acc(&bytes).map_err(unencodable),
+            WireOutcome::Panicked(panic) => Err(Error::Panicked {
+                index: panic.index.map(|index| index as usize),
+                payload: Box::new(panic.message.clone()),
+                message: panic.message,
+            }),
+            WireOutcome::Cancelled => Err(Error::Cancelled),
+        };
+    };
+    let (told, outcome) = match outcome.map(engine::into_value) {
+        Ok(acc) => match wire::encode_acc(&acc) {
+            Ok(bytes) => (WireOutcome::Value(bytes), Ok(acc)),
+            Err(reason) => (WireOutcome::Panicked(panic_of(&reason)), Err(unencodable(reason))),
+        },
+        Err(Error::Cancelled) => (WireOutcome::Cancelled, Err(Error::Cancelled)),
+        Err(err) => {
+            let panic = WirePanic {
+                index: err.index().map(|index| index as u64),
+                message: match &err {
+                    Error::Panicked { message, .. } => message.clone(),
+                    other => other.to_string(),
+                },
+            };
+            (WireOutcome::Panicked(panic), Err(err))
+        }
+    };
+    link.broadcast(0, wire::encode(&told));
+    outcome
+}
+
+/// An answer that cannot travel fails like a panic in user code (its
+/// `Serialize` or `Deserialize`), without an item.
+fn unencodable(reason: String) -> Error {
+    Error::Panicked {
+        index: None,
+        payload: Box::new(reason.clone()),
+        message: reason,
+    }
+}
+
+fn panic_of(reason: &str) -> WirePanic {
+    WirePanic {
+        index: None,
+        message: reason.to_owned(),
+    }
+}

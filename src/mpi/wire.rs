@@ -1,0 +1,164 @@
+//! The messages ranks exchange, and their encoding (postcard: compact,
+//! varint lengths, no schema on the wire; every rank runs the same binary).
+//!
+//! Accumulators travel as bytes inside the messages, encoded on their own,
+//! so that one that cannot be encoded or decoded fails its block, not the
+//! protocol.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::panic_message;
+
+/// A rank other than 0 to the coordinator (rank 0).
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Up {
+    /// Hand me a block; I run `workers` workers.
+    Request { workers: u32 },
+    /// The outcome of the block `start .. start + len`.
+    Result { start: u64, len: u64, part: WirePart },
+    /// My run's horizon fell to `horizon` (a `Break` or a panic here).
+    Event { horizon: u64 },
+    /// I have done `items` more items.
+    Progress { items: u64 },
+    /// Records logged here, for rank 0 to print.
+    Logs(Vec<WireRecord>),
+    /// I have stopped: my last message of this run.
+    Finished,
+}
+
+/// The coordinator to another rank.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Down {
+    /// Run the block `start .. start + len`.
+    Assign { start: u64, len: u64 },
+    /// No block is left for you; wait for `Stop`.
+    NoMore,
+    /// The run's horizon fell to `horizon`: cancel what lies right of it.
+    Horizon { horizon: u64 },
+    /// The answer is known: stop, report `Finished`. The last message.
+    Stop,
+}
+
+/// How a block ended, its accumulator encoded.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) enum WirePart {
+    Done(Vec<u8>),
+    Broke(Vec<u8>),
+    Failed(WirePanic),
+    Skipped,
+}
+
+/// A panic, as far as it can travel: where and what, not its payload.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct WirePanic {
+    pub(crate) index: Option<u64>,
+    pub(crate) message: String,
+}
+
+/// The answer of a run, broadcast by rank 0 to every rank.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) enum WireOutcome {
+    Value(Vec<u8>),
+    Panicked(WirePanic),
+    Cancelled,
+}
+
+/// A log record from another rank.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct WireRecord {
+    /// `log::Level` as a number (1 = error .. 5 = trace).
+    pub(crate) level: u8,
+    pub(crate) target: String,
+    pub(crate) module_path: Option<String>,
+    pub(crate) file: Option<String>,
+    pub(crate) line: Option<u32>,
+    /// The name of the thread that logged it.
+    pub(crate) thread: String,
+    pub(crate) message: String,
+}
+
+/// Encode a message; the protocol's own messages always encode.
+pub(crate) fn encode<M: Serialize>(message: &M) -> Vec<u8> {
+    postcard::to_allocvec(message).unwrap_or_else(|err| unreachable!("protocol message encodes: {err}"))
+}
+
+/// Decode a protocol message. Ranks run the same binary, so a message that
+/// does not decode means a broken installation: say so loudly.
+pub(crate) fn decode<M: DeserializeOwned>(bytes: &[u8], from: i32) -> M {
+    postcard::from_bytes(bytes).unwrap_or_else(|err| {
+        panic!(
+            "mapreduce::mpi: a message from rank {from} does not decode ({err}); \
+             do all ranks run the same build?"
+        )
+    })
+}
+
+/// Encode an accumulator: its `Serialize` is user code, which may fail or
+/// panic.
+pub(crate) fn encode_acc<A: Serialize>(acc: &A) -> Result<Vec<u8>, String> {
+    match catch_unwind(AssertUnwindSafe(|| postcard::to_allocvec(acc))) {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(err)) => Err(format!("the accumulator could not be encoded: {err}")),
+        Err(payload) => Err(format!(
+            "encoding the accumulator panicked: {}",
+            panic_message(payload.as_ref())
+        )),
+    }
+}
+
+/// Decode an accumulator encoded by [`encode_acc`] (user code too).
+pub(crate) fn decode_acc<A: DeserializeOwned>(bytes: &[u8]) -> Result<A, String> {
+    match catch_unwind(AssertUnwindSafe(|| postcard::from_bytes(bytes))) {
+        Ok(Ok(acc)) => Ok(acc),
+        Ok(Err(err)) => Err(format!("the accumulator could not be decoded: {err}")),
+        Err(payload) => Err(format!(
+            "decoding the accumulator panicked: {}",
+            panic_message(payload.as_ref())
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_compactly() {
+        let up = Up::Result {
+            start: 600,
+            len: 16,
+            part: WirePart::Broke(encode_acc(&Some((3u64, 7u64))).unwrap()),
+        };
+        let bytes = encode(&up);
+        assert!(bytes.len() < 16, "{} bytes", bytes.len());
+        assert_eq!(decode::<Up>(&bytes, 1), up);
+        for down in [
+            Down::Assign { start: 1, len: 2 },
+            Down::NoMore,
+            Down::Horizon { horizon: u64::MAX },
+            Down::Stop,
+        ] {
+            assert_eq!(decode::<Down>(&encode(&down), 0), down);
+        }
+    }
+
+    #[test]
+    fn accumulators_round_trip_and_bad_bytes_are_reported() {
+        let acc = vec![(1u32, "a".to_owned()), (2, "b".to_owned())];
+        assert_eq!(
+            decode_acc::<Vec<(u32, String)>>(&encode_acc(&acc).unwrap()).unwrap(),
+            acc
+        );
+        let err = decode_acc::<Vec<String>>(&[5, 1]).unwrap_err();
+        assert!(err.contains("could not be decoded"), "{err}");
+    }
+
+    #[test]
+    #[should_panic(expected = "from rank 2 does not decode")]
+    fn a_broken_protocol_message_names_its_rank() {
+        decode::<Down>(&[200, 200, 200], 2);
+    }
+}

@@ -1,0 +1,608 @@
+//! `mapreduce::mpi` across real ranks: each test starts `mpirun -n 2` or
+//! `-n 3` on this test binary, whose ignored `rank_program` test is then
+//! one rank; every rank checks its answers against `seq_map_reduce` and
+//! prints a line per check, which the test reads back from rank 0's and the
+//! other ranks' output. A watchdog kills a run that hangs.
+//!
+//! Needs `mpirun` (Debian: openmpi-bin libopenmpi-dev); `.ci/run` installs
+//! it and runs `cargo test --features mpi --test mpi`.
+#![cfg(feature = "mpi")]
+
+mod common;
+
+use std::io::Read;
+use std::ops::ControlFlow::{self, Continue};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ::mpi::traits::*;
+use mapreduce::prelude::*;
+use mapreduce::{jobs, Config, ConfigError, Error, Outcome, ProgressSink};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use common::Scripted;
+
+/// The longest any case may take before the watchdog calls it a hang.
+const WATCHDOG: Duration = Duration::from_secs(120);
+
+/// Start `mpirun -n ranks` on `case`; the output of every rank, each line
+/// tagged `[job,rank]<stdout>:` or `<stderr>:` by mpirun.
+fn mpirun(ranks: usize, case: &str, env: &[(&str, &str)]) -> String {
+    let exe = std::env::current_exe().unwrap();
+    let mut command = Command::new("mpirun");
+    command
+        .args(["--allow-run-as-root", "--oversubscribe", "--tag-output", "-n"])
+        .arg(ranks.to_string())
+        .arg(exe)
+        .args([
+            "rank_program",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("MAPREDUCE_MPI_CASE", case)
+        // Containers often forbid the cross-process memory reads of Open
+        // MPI's shared-memory transport; copying works everywhere.
+        .env("OMPI_MCA_btl_vader_single_copy_mechanism", "none")
+        .env("MAPREDUCE_PROGRESS", "0")
+        .env("RUST_BACKTRACE", "0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().expect("mpirun (Debian: openmpi-bin) must be installed");
+    // Read both pipes on threads so that a full pipe cannot stall the ranks.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut text = String::new();
+        stdout.read_to_string(&mut text).unwrap();
+        text
+    });
+    let err = std::thread::spawn(move || {
+        let mut text = String::new();
+        stderr.read_to_string(&mut text).unwrap();
+        text
+    });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > WATCHDOG {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!(
+                "case {case} on {ranks} ranks hung for {WATCHDOG:?}:\n{}{}",
+                out.join().unwrap(),
+                err.join().unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let output = format!("{}{}", out.join().unwrap(), err.join().unwrap());
+    assert!(
+        status.success(),
+        "case {case} on {ranks} ranks failed ({status}):\n{output}"
+    );
+    output
+}
+
+/// The lines rank `rank` printed.
+fn lines_of(output: &str, rank: usize) -> Vec<&str> {
+    let tag = format!(",{rank}]<");
+    output.lines().filter(|line| line.contains(&tag)).collect()
+}
+
+/// Every rank printed `checked <case>` with the same number of checks.
+fn assert_checked(output: &str, ranks: usize, case: &str) {
+    for rank in 0..ranks {
+        assert!(
+            lines_of(output, rank)
+                .iter()
+                .any(|line| line.contains(&format!("checked {case}"))),
+            "rank {rank} did not finish {case}:\n{output}"
+        );
+    }
+}
+
+#[test]
+fn results_equal_sequential_on_2_and_3_ranks() {
+    for ranks in [2, 3] {
+        let output = mpirun(ranks, "equal", &[]);
+        assert_checked(&output, ranks, "equal");
+    }
+}
+
+#[test]
+fn random_runs_equal_sequential() {
+    let output = mpirun(3, "random", &[]);
+    assert_checked(&output, 3, "random");
+}
+
+#[test]
+fn a_break_cancels_the_other_ranks_promptly() {
+    let output = mpirun(3, "prompt", &[]);
+    assert_checked(&output, 3, "prompt");
+}
+
+#[test]
+fn panics_reach_every_rank_and_the_next_run_is_clean() {
+    for ranks in [2, 3] {
+        let output = mpirun(ranks, "panics", &[]);
+        assert_checked(&output, ranks, "panics");
+    }
+}
+
+#[test]
+fn a_bad_config_on_one_rank_fails_every_rank() {
+    let output = mpirun(3, "config", &[]);
+    assert_checked(&output, 3, "config");
+}
+
+#[test]
+fn thousands_of_runs_leave_threads_and_memory_flat() {
+    let output = mpirun(2, "many", &[]);
+    assert_checked(&output, 2, "many");
+}
+
+#[test]
+fn rank_0_alone_shows_progress_for_every_ranks_items() {
+    let output = mpirun(3, "progress", &[]);
+    assert_checked(&output, 3, "progress");
+}
+
+#[test]
+fn other_ranks_log_through_rank_0() {
+    let output = mpirun(3, "logs", &[("RUST_LOG", "info")]);
+    assert_checked(&output, 3, "logs");
+    let rank0 = lines_of(&output, 0);
+    for rank in 1..3 {
+        let marker = format!("hello from rank {rank}");
+        assert!(
+            rank0
+                .iter()
+                .any(|line| line.contains(&marker) && line.contains(&format!("rank {rank} "))),
+            "rank 0 did not print rank {rank}'s record with its rank:\n{output}"
+        );
+        assert!(
+            rank0
+                .iter()
+                .any(|line| line.contains(&format!("item log on rank {rank}"))),
+            "rank 0 did not print what rank {rank}'s workers logged:\n{output}"
+        );
+        assert!(
+            !lines_of(&output, rank).iter().any(|line| line.contains("INFO")),
+            "rank {rank} printed log lines itself:\n{output}"
+        );
+    }
+    assert!(rank0.iter().any(|line| line.contains("hello from rank 0")));
+}
+
+#[test]
+fn the_min_cut_demo_runs_under_mpirun() {
+    // The example, built with the `mpi` feature whatever built it before.
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--features", "mpi", "--example", "min_cut"])
+        .status()
+        .unwrap();
+    assert!(status.success(), "building min_cut with --features mpi failed");
+    let exe = std::env::current_exe().unwrap();
+    let min_cut = exe.parent().unwrap().parent().unwrap().join("examples").join("min_cut");
+    let best = |text: &str| {
+        let line = text
+            .lines()
+            .find(|line| line.starts_with("best cut:"))
+            .map(str::to_owned);
+        line.unwrap_or_else(|| panic!("no best cut in:\n{text}"))
+    };
+    for flags in [&["--nodes", "16"][..], &["--nodes", "16", "--disconnected"]] {
+        let sequential = Command::new(&min_cut)
+            .args(flags)
+            .args(["--sequential", "--no-progress"])
+            .output()
+            .unwrap();
+        assert!(sequential.status.success());
+        let sequential = String::from_utf8(sequential.stdout).unwrap();
+        let distributed = Command::new("mpirun")
+            .args(["--allow-run-as-root", "--oversubscribe", "-n", "3"])
+            .arg(&min_cut)
+            .args(flags)
+            .args(["--mpi", "--no-progress"])
+            .env("OMPI_MCA_btl_vader_single_copy_mechanism", "none")
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&distributed.stdout);
+        assert!(distributed.status.success(), "min_cut --mpi failed:\n{text}");
+        assert_eq!(best(&text), best(&sequential));
+        assert!(text.contains("on each of 3 MPI ranks"), "{text}");
+        assert_eq!(text.matches("best cut:").count(), 1, "only rank 0 prints:\n{text}");
+    }
+}
+
+// ---- The ranks' side -------------------------------------------------------
+
+/// The entry point of every rank: `MAPREDUCE_MPI_CASE` says which case.
+#[test]
+#[ignore = "one MPI rank; the other tests start it under mpirun"]
+fn rank_program() {
+    let case = std::env::var("MAPREDUCE_MPI_CASE").expect("run by the tests of tests/mpi.rs under mpirun");
+    let (universe, _) = ::mpi::initialize_with_threading(::mpi::Threading::Funneled).unwrap();
+    let world = universe.world();
+    mapreduce::mpi::init_logging(&world);
+    common::quiet_scripted_panics();
+    let rank = world.rank();
+    match case.as_str() {
+        "equal" => equal(&world),
+        "random" => random(&world),
+        "prompt" => prompt(&world),
+        "panics" => panics(&world),
+        "config" => config(&world),
+        "logs" => logs(&world),
+        "progress" => progress(&world),
+        "many" => many(&world),
+        other => panic!("unknown case {other}"),
+    }
+    println!("rank {rank}: checked {case}");
+}
+
+/// The distributed answer, and a check that every rank got it.
+fn both<J>(world: &impl Communicator, items: std::ops::Range<u64>, job: &J) -> Result<J::Acc, Error>
+where
+    J: MapReduce<u64, ()>,
+    J::Acc: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug,
+{
+    let distributed = mapreduce::mpi::par_map_reduce(world, indexed(items.clone()), &(), job);
+    let sequential = seq_map_reduce(items, &(), job);
+    match (&distributed, &sequential) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b),
+        (Err(a), Err(b)) => assert_eq!((a.index(), a.to_string()), (b.index(), b.to_string())),
+        _ => panic!("distributed {distributed:?} but sequential {sequential:?}"),
+    }
+    distributed
+}
+
+fn equal(world: &impl Communicator) {
+    for workers in [1, 2] {
+        Config::current().with_workers(workers).scope(|| {
+            // No break: every index, in order.
+            let all = both(world, 0..600, &jobs::collect(|x: u64, _: &()| x)).unwrap();
+            assert_eq!(all.len(), 600);
+            // A break in the middle, at item 3, at the last item.
+            for at in [300, 3, 599] {
+                let found = both(world, 0..600, &scripted(&[at], &[])).unwrap();
+                assert_eq!(found.last(), Some(&at));
+            }
+            // Nothing at all.
+            assert_eq!(both(world, 0..0, &jobs::sum(|x: u64, _: &()| x)).unwrap(), 0);
+            // A break made by merge.
+            assert!(both(world, 0..600, &jobs::any(|x: &u64, _: &()| *x == 450)).unwrap());
+            // Runs nested in the ranks' tasks.
+            let nested = jobs::sum(|x: u64, _: &()| par_map_reduce(0..x, &(), jobs::sum(|y: u64, _: &()| y)).unwrap());
+            both(world, 0..300, &nested).unwrap();
+        });
+    }
+    // Any order: the first answer found, a real one.
+    Config::current().with_deterministic(false).scope(|| {
+        let found = mapreduce::mpi::par_map_reduce(
+            world,
+            indexed(0..600),
+            &(),
+            jobs::find_first(|x: &u64, _: &()| x % 97 == 96),
+        )
+        .unwrap()
+        .expect("some match");
+        assert_eq!(found % 97, 96);
+    });
+}
+
+/// Seeded random runs, the same on every rank: lengths, breaks, panics,
+/// worker counts, ranges and vectors, both modes; each answer checked
+/// against the sequential one (any order: a valid answer).
+/// `MAPREDUCE_MPI_SEED` and `MAPREDUCE_MPI_RUNS` (default 150) vary them.
+fn random(world: &impl Communicator) {
+    let seed = std::env::var("MAPREDUCE_MPI_SEED").map_or(0x5eed, |seed| seed.parse().expect("a number"));
+    let runs = std::env::var("MAPREDUCE_MPI_RUNS").map_or(150, |runs| runs.parse().expect("a number"));
+    let mut state: u64 = seed;
+    let mut next = move |bound: u64| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) % bound
+    };
+    for _ in 0..runs {
+        let len = next(700);
+        let workers = 1 + next(2) as isize;
+        let job = match next(4) {
+            0 => scripted(&[], &[]),
+            1 => scripted(&[next(len.max(1))], &[]),
+            2 => {
+                let every = 1 + next(200);
+                scripted(&(0..len).filter(|x| x % every == every - 1).collect::<Vec<_>>(), &[])
+            }
+            _ => scripted(&[next(len.max(1))], &[next(len.max(1))]),
+        };
+        let from_vec = next(2) == 0;
+        let any_order = next(4) == 0;
+        let config = Config::current().with_workers(workers).with_deterministic(!any_order);
+        config.scope(|| {
+            if any_order {
+                let distributed = if from_vec {
+                    mapreduce::mpi::par_map_reduce(world, (0..len).collect::<Vec<_>>(), &(), &job)
+                } else {
+                    mapreduce::mpi::par_map_reduce(world, indexed(0..len), &(), &job)
+                };
+                match distributed {
+                    Ok(acc) if job.breaks.is_empty() || !acc.last().is_some_and(|last| job.breaks.contains(last)) => {
+                        assert_eq!(
+                            Ok(acc),
+                            seq_map_reduce(0..len, &(), &job).map_err(|err| err.to_string())
+                        )
+                    }
+                    Ok(acc) => assert!(job.ends_at_break(&acc), "{acc:?}"),
+                    Err(err) => assert!(err.to_string().contains("scripted panic"), "{err}"),
+                }
+            } else if from_vec {
+                let distributed = mapreduce::mpi::par_map_reduce(world, (0..len).collect::<Vec<_>>(), &(), &job);
+                let sequential = seq_map_reduce(0..len, &(), &job);
+                assert_eq!(
+                    distributed.map_err(|err| err.to_string()),
+                    sequential.map_err(|err| err.to_string())
+                );
+            } else {
+                // `both` compares answers and errors alike.
+                let _ = both(world, 0..len, &job);
+            }
+        });
+    }
+}
+
+/// Breaks while every item right of the break waits for `is_cancelled`
+/// (up to 60 s): the runs end promptly only if the ranks holding those
+/// items see the cancellation. First a break at item 3 on rank 0, in
+/// deterministic mode; then, in any-order mode, a break at the first item
+/// rank 1 computes, which must stop ranks 0 and 2 too.
+fn prompt(world: &impl Communicator) {
+    let rank = world.rank();
+    let waited = AtomicUsize::new(0);
+    let wait_for_cancel = || {
+        let started = Instant::now();
+        while !mapreduce::is_cancelled() && started.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        waited.fetch_add(1, Ordering::Relaxed);
+        false
+    };
+    let at_3 = jobs::find_first(|x: &u64, _: &()| match x {
+        0..=2 => false,
+        // Late enough that every rank holds a block right of it by then.
+        3 => {
+            std::thread::sleep(Duration::from_millis(300));
+            true
+        }
+        _ => wait_for_cancel(),
+    });
+    let started = Instant::now();
+    let found = mapreduce::mpi::par_map_reduce(world, indexed(0..600), &(), &at_3).unwrap();
+    let took = started.elapsed();
+    assert_eq!(found, Some(3));
+    assert!(
+        took < Duration::from_secs(30),
+        "the break took {took:?} to stop every rank"
+    );
+    if rank != 0 {
+        assert!(
+            waited.load(Ordering::Relaxed) > 0,
+            "rank {rank} had no item in flight to cancel"
+        );
+    }
+    println!(
+        "rank {rank}: a break at item 3 stopped every rank in {took:?}; {} item(s) here saw is_cancelled",
+        waited.load(Ordering::Relaxed)
+    );
+
+    waited.store(0, Ordering::Relaxed);
+    let first_on_rank_1 = AtomicUsize::new(0);
+    let on_rank_1 = jobs::find_first(|_: &u64, _: &()| {
+        if rank == 1 && first_on_rank_1.fetch_add(1, Ordering::Relaxed) == 0 {
+            std::thread::sleep(Duration::from_millis(300));
+            return true;
+        }
+        wait_for_cancel()
+    });
+    let started = Instant::now();
+    let found = Config::current()
+        .with_deterministic(false)
+        .scope(|| mapreduce::mpi::par_map_reduce(world, indexed(0..600), &(), &on_rank_1))
+        .unwrap();
+    let took = started.elapsed();
+    assert!(found.is_some());
+    assert!(
+        took < Duration::from_secs(30),
+        "a break on rank 1 took {took:?} to stop every rank"
+    );
+    if rank != 1 {
+        assert!(
+            waited.load(Ordering::Relaxed) > 0,
+            "rank {rank} had no item in flight to cancel"
+        );
+    }
+    println!("rank {rank}: a break on rank 1 (item {found:?}) stopped every rank in {took:?}");
+}
+
+fn panics(world: &impl Communicator) {
+    for at in [0, 3, 299, 599] {
+        let err = both(world, 0..600, &scripted(&[], &[at])).unwrap_err();
+        assert_eq!(err.index(), Some(at as usize));
+        assert!(matches!(&err, Error::Panicked { message, .. } if message.contains("scripted panic")));
+    }
+    // A panic left of a break wins; a break left of a panic wins.
+    both(world, 0..600, &scripted(&[400], &[200])).unwrap_err();
+    both(world, 0..600, &scripted(&[200], &[400])).unwrap();
+    // A panic in merge fails the run everywhere, without an item.
+    let err = mapreduce::mpi::par_map_reduce(world, indexed(0..600), &(), &PanickyMerge).unwrap_err();
+    assert!(matches!(&err, Error::Panicked { index: None, message, .. } if message.contains("merge")));
+    // And the communicator is clean for the next run.
+    assert_eq!(both(world, 0..600, &jobs::count(|_: &u64, _: &()| true)).unwrap(), 600);
+}
+
+fn config(world: &impl Communicator) {
+    let rank = world.rank();
+    let config = if rank == 1 {
+        Config::current().with_workers(0)
+    } else {
+        Config::current()
+    };
+    let err = config
+        .scope(|| mapreduce::mpi::par_map_reduce(world, indexed(0..10), &(), jobs::sum(|x: u64, _: &()| x)))
+        .unwrap_err();
+    match (rank, &err) {
+        (1, Error::Config(ConfigError::ZeroWorkers)) => {}
+        (_, Error::Config(ConfigError::OnRank { rank: 1, reason })) => assert!(reason.contains("0 workers")),
+        _ => panic!("rank {rank}: unexpected {err:?}"),
+    }
+    assert_eq!(
+        mapreduce::mpi::par_map_reduce(world, indexed(0..10), &(), jobs::sum(|x: u64, _: &()| x)).unwrap(),
+        45
+    );
+}
+
+fn logs(world: &impl Communicator) {
+    let rank = world.rank();
+    log::info!("hello from rank {rank}");
+    let job = jobs::sum(|x: u64, _: &()| {
+        if x % 10 == 0 {
+            log::info!("item log on rank {rank}: item {x}");
+        }
+        x
+    });
+    // Slow enough that every rank gets blocks.
+    let slow = jobs::sum(|x: u64, _: &()| {
+        std::thread::sleep(Duration::from_millis(1));
+        job.compute(x, &())
+    });
+    assert_eq!(
+        mapreduce::mpi::par_map_reduce(world, indexed(0..600), &(), &slow).unwrap(),
+        179_700
+    );
+}
+
+/// `range` as an indexed parallel iterator (rayon indexes `usize` ranges,
+/// not `u64` ones).
+fn indexed(range: std::ops::Range<u64>) -> impl IndexedParallelIterator<Item = u64> {
+    (range.start as usize..range.end as usize)
+        .into_par_iter()
+        .map(|x| x as u64)
+}
+
+/// Collects its items; breaks after the items in `breaks`, panics at those
+/// in `panics`.
+fn scripted(breaks: &[u64], panics: &[u64]) -> Scripted {
+    Scripted {
+        breaks: breaks.iter().copied().collect(),
+        compute_panics: panics.iter().copied().collect(),
+        ..Scripted::default()
+    }
+}
+
+/// 3000 short runs after 300 of warm-up: no thread and no memory (each
+/// run duplicates and frees a communicator) is left behind.
+fn many(world: &impl Communicator) {
+    let job = scripted(&[7], &[]);
+    let runs = |count: usize| {
+        for _ in 0..count {
+            let found = mapreduce::mpi::par_map_reduce(world, indexed(0..40), &(), &job).unwrap();
+            assert_eq!(found.last(), Some(&7));
+        }
+    };
+    runs(300);
+    let (threads, memory) = (common::os_threads(), common::peak_rss_kib());
+    runs(3000);
+    let (threads_after, memory_after) = (common::os_threads(), common::peak_rss_kib());
+    assert_eq!(threads_after, threads, "threads grew over 3000 runs");
+    assert!(
+        memory_after < memory + 8 * 1024,
+        "peak memory grew from {memory} KiB to {memory_after} KiB over 3000 runs"
+    );
+    println!(
+        "rank {}: 3000 runs, threads {threads} -> {threads_after}, peak memory {memory} -> {memory_after} KiB",
+        world.rank()
+    );
+}
+
+/// Rank 0's progress sink hears of every rank's items; the others' hear
+/// nothing (rank 0 alone shows progress).
+fn progress(world: &impl Communicator) {
+    #[derive(Default)]
+    struct Recorder {
+        started: Mutex<Vec<Option<u64>>>,
+        updates: Mutex<Vec<u64>>,
+        finished: Mutex<Vec<(u64, Outcome)>>,
+    }
+    impl ProgressSink for Recorder {
+        fn start(&self, _: &str, total: Option<u64>) {
+            self.started.lock().unwrap().push(total);
+        }
+        fn update(&self, done: u64) {
+            self.updates.lock().unwrap().push(done);
+        }
+        fn finish(&self, done: u64, outcome: Outcome) {
+            self.finished.lock().unwrap().push((done, outcome));
+        }
+    }
+    let recorder = Arc::new(Recorder::default());
+    let computed_here = AtomicUsize::new(0);
+    let job = jobs::count(|_: &u64, _: &()| {
+        computed_here.fetch_add(1, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(2));
+        true
+    });
+    let counted = Config::current()
+        .with_workers(1)
+        .with_progress_sink(recorder.clone())
+        .scope(|| mapreduce::mpi::par_map_reduce(world, indexed(0..600), &(), &job))
+        .unwrap();
+    assert_eq!(counted, 600);
+    let here = computed_here.load(Ordering::Relaxed) as u64;
+    if world.rank() == 0 {
+        assert_eq!(*recorder.started.lock().unwrap(), [Some(600)]);
+        assert_eq!(*recorder.finished.lock().unwrap(), [(600, Outcome::Completed)]);
+        let updates = recorder.updates.lock().unwrap();
+        assert!(updates.windows(2).all(|pair| pair[0] <= pair[1]), "{updates:?}");
+        assert!(
+            updates.iter().any(|&done| done > here && done < 600),
+            "no update counted the other ranks' items while the run went on: {updates:?} ({here} here)"
+        );
+    } else {
+        assert!(recorder.started.lock().unwrap().is_empty());
+        assert!(recorder.updates.lock().unwrap().is_empty());
+        assert!(recorder.finished.lock().unwrap().is_empty());
+    }
+    assert!(here > 0 && here < 600, "rank {} computed {here} items", world.rank());
+}
+
+/// Sums, and panics in `merge`.
+struct PanickyMerge;
+
+impl MapReduce<u64> for PanickyMerge {
+    type Output = u64;
+    type Acc = u64;
+    fn empty_result(&self, _: &()) -> u64 {
+        0
+    }
+    fn compute(&self, item: u64, _: &()) -> u64 {
+        item
+    }
+    fn process_result(&self, new: u64, acc: u64) -> ControlFlow<u64, u64> {
+        Continue(acc + new)
+    }
+    fn merge(&self, _: u64, _: u64) -> ControlFlow<u64, u64> {
+        panic!("merge is broken")
+    }
+}

@@ -200,11 +200,16 @@ fn main() {
         best_seen: AtomicU64::new(u64::MAX),
         evaluated: AtomicU64::new(0),
     };
-    let config = Config::current()
+    let mut config = Config::current()
         .with_workers(args.workers)
         .with_parallel(!args.sequential)
         .with_deterministic(!args.any_order)
         .with_progress_bars(args.progress);
+    if args.mpi && std::env::var_os(mapreduce::ENV_PROGRESS).is_none() {
+        // Under mpirun, rank 0's stderr is a pipe that mpirun copies to the
+        // terminal: the demo draws its bar there all the same.
+        config = config.with_progress_bars_always(args.progress);
+    }
     let workers = match config.num_workers() {
         Ok(workers) if !args.sequential => workers,
         Ok(_) => 1,

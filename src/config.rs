@@ -2,6 +2,7 @@
 //! deterministic modes (PyPhi: `config.override(...)`).
 
 use std::cell::RefCell;
+use std::io::IsTerminal;
 use std::sync::OnceLock;
 
 use crate::error::ConfigError;
@@ -55,6 +56,7 @@ pub const ENV_DETERMINISTIC: &str = "MAPREDUCE_DETERMINISTIC";
 pub struct Config {
     workers: isize,
     progress_bars: bool,
+    progress_bars_always: bool,
     parallel: bool,
     deterministic: bool,
     progress_sink: Option<SharedSink>,
@@ -83,6 +85,7 @@ impl Default for Config {
         Config {
             workers: -1,
             progress_bars: true,
+            progress_bars_always: false,
             parallel: true,
             deterministic: true,
             progress_sink: None,
@@ -113,7 +116,9 @@ impl Config {
     /// The defaults as the environment sets them now: `MAPREDUCE_WORKERS`
     /// (an integer, see [`with_workers`](Self::with_workers)),
     /// `MAPREDUCE_PROGRESS`, `MAPREDUCE_PARALLEL` and
-    /// `MAPREDUCE_DETERMINISTIC` (booleans: 1/0, true/false, yes/no, on/off).
+    /// `MAPREDUCE_DETERMINISTIC` (booleans: 1/0, true/false, yes/no, on/off;
+    /// `MAPREDUCE_PROGRESS=always` also draws bars where stderr is not a
+    /// terminal, see [`with_progress_bars_always`](Self::with_progress_bars_always)).
     /// Unset variables keep the built-in [`Default`]. Values that do not parse
     /// are kept as errors that the next run using this config returns.
     ///
@@ -138,18 +143,27 @@ impl Config {
                 }),
             }
         }
+        // `always`: bars even where stderr is not a terminal.
+        if lookup(ENV_PROGRESS).is_some_and(|value| value.trim().eq_ignore_ascii_case("always")) {
+            config.progress_bars_always = true;
+        }
         for (variable, slot) in [
             (ENV_PROGRESS, &mut config.progress_bars),
             (ENV_PARALLEL, &mut config.parallel),
             (ENV_DETERMINISTIC, &mut config.deterministic),
         ] {
             if let Some(value) = lookup(variable) {
-                match parse_bool(&value) {
+                let always = variable == ENV_PROGRESS && config.progress_bars_always;
+                match parse_bool(&value).or(always.then_some(true)) {
                     Some(on) => *slot = on,
                     None => config.env_errors.push(ConfigError::InvalidEnv {
                         variable,
                         value,
-                        reason: "expected a boolean: 1/0, true/false, yes/no or on/off".into(),
+                        reason: if variable == ENV_PROGRESS {
+                            "expected a boolean (1/0, true/false, yes/no, on/off) or always".into()
+                        } else {
+                            "expected a boolean: 1/0, true/false, yes/no or on/off".into()
+                        },
                     }),
                 }
             }
@@ -182,6 +196,37 @@ impl Config {
         self.progress_bars = on;
         self.forget_env_error(ENV_PROGRESS);
         self
+    }
+
+    /// Draw bars even when stderr is not a terminal, where a person still
+    /// watches it: rank 0 of an `mpirun` job, whose stderr is a pipe that
+    /// `mpirun` copies to your terminal as it comes. Bars are then drawn
+    /// with ANSI escapes, 80 columns wide unless `COLUMNS` says otherwise.
+    /// `MAPREDUCE_PROGRESS=always` sets it (with bars on).
+    ///
+    /// ```
+    /// let config = mapreduce::Config::current().with_progress_bars_always(true);
+    /// assert!(config.progress_bars_always());
+    /// ```
+    pub fn with_progress_bars_always(mut self, on: bool) -> Config {
+        self.progress_bars_always = on;
+        self.forget_env_error(ENV_PROGRESS);
+        self
+    }
+
+    /// Whether bars are drawn even when stderr is not a terminal (see
+    /// [`with_progress_bars_always`](Self::with_progress_bars_always)).
+    ///
+    /// ```
+    /// assert!(!mapreduce::Config::default().progress_bars_always());
+    /// ```
+    pub fn progress_bars_always(&self) -> bool {
+        self.progress_bars_always
+    }
+
+    /// Whether a bar would be drawn on this process's stderr.
+    pub(crate) fn draws_bars(&self) -> bool {
+        self.progress_bars && (self.progress_bars_always || std::io::stderr().is_terminal())
     }
 
     /// Off: runs process their items one at a time, in order (PyPhi:
@@ -469,6 +514,22 @@ mod tests {
     fn env(pairs: &[(&str, &str)]) -> Config {
         let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|name| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn progress_always_turns_bars_on_anywhere() {
+        let config = env(&[(ENV_PROGRESS, "Always")]);
+        assert!(config.progress_bars() && config.progress_bars_always());
+        assert!(config.check().is_ok());
+        assert!(config.draws_bars());
+        let config = env(&[(ENV_PROGRESS, "1")]);
+        assert!(config.progress_bars() && !config.progress_bars_always());
+        let err = env(&[(ENV_PROGRESS, "sometimes")]).check().unwrap_err();
+        assert!(err.to_string().contains("or always"), "{err}");
+        assert!(!Config::default()
+            .with_progress_bars_always(true)
+            .with_progress_bars(false)
+            .draws_bars());
     }
 
     #[test]

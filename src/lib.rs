@@ -127,7 +127,9 @@
 //! A top-level run on a terminal shows a progress bar on stderr once it has
 //! lasted 0.4 s: the job's [`description`](MapReduce::description), items
 //! done and total (a spinner when the length is unknown), rate and ETA. It
-//! is cleared when the run ends. Workers count locally and publish in
+//! is cleared when the run ends (`MAPREDUCE_PROGRESS=always`, or
+//! [`Config::with_progress_bars_always`], draws it where stderr is a pipe a
+//! person watches, as under `mpirun`). Workers count locally and publish in
 //! batches, so the bar costs fine-grained runs next to nothing. A
 //! [`ProgressSink`] observes the same progress without drawing. Records
 //! logged with the `log` crate inside tasks reach the application's logger;

@@ -23,6 +23,7 @@ use mapreduce::{jobs, Config, ConfigError, Error, Outcome, ProgressSink};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use common::tmux::{tmux_available, Tmux};
 use common::Scripted;
 
 /// The longest any case may take before the watchdog calls it a hang.
@@ -184,16 +185,21 @@ fn other_ranks_log_through_rank_0() {
     assert!(rank0.iter().any(|line| line.contains("hello from rank 0")));
 }
 
-#[test]
-fn the_min_cut_demo_runs_under_mpirun() {
-    // The example, built with the `mpi` feature whatever built it before.
+/// The `min_cut` example, built with the `mpi` feature whatever built it
+/// before.
+fn min_cut_with_mpi() -> std::path::PathBuf {
     let status = Command::new(env!("CARGO"))
         .args(["build", "--quiet", "--features", "mpi", "--example", "min_cut"])
         .status()
         .unwrap();
     assert!(status.success(), "building min_cut with --features mpi failed");
     let exe = std::env::current_exe().unwrap();
-    let min_cut = exe.parent().unwrap().parent().unwrap().join("examples").join("min_cut");
+    exe.parent().unwrap().parent().unwrap().join("examples").join("min_cut")
+}
+
+#[test]
+fn the_min_cut_demo_runs_under_mpirun() {
+    let min_cut = min_cut_with_mpi();
     let best = |text: &str| {
         let line = text
             .lines()
@@ -224,6 +230,32 @@ fn the_min_cut_demo_runs_under_mpirun() {
         assert!(text.contains("on each of 3 MPI ranks"), "{text}");
         assert_eq!(text.matches("best cut:").count(), 1, "only rank 0 prints:\n{text}");
     }
+}
+
+/// Rank 0's bar, drawn through mpirun's pipe, on a real terminal: it
+/// counts the items of both ranks and is gone at the end.
+#[test]
+fn rank_0_draws_the_bar_under_mpirun() {
+    if !tmux_available() {
+        return;
+    }
+    let min_cut = min_cut_with_mpi();
+    let command = format!(
+        "OMPI_MCA_btl_vader_single_copy_mechanism=none mpirun --allow-run-as-root --oversubscribe -n 2 {} \
+         --mpi --workers 1 --nodes 20",
+        min_cut.display()
+    );
+    let tmux = Tmux::start("mpi", &command);
+    let is_bar = |line: &String| line.contains("Evaluating cuts") && line.contains("/524,287");
+    let live = tmux.wait_for("a live bar", |lines| lines.iter().any(is_bar));
+    let bar = live.iter().find(|line| is_bar(line)).unwrap();
+    assert!(!bar.contains("INFO"), "bar and log on one line: {bar:?}");
+    let end = tmux.wait_for("the end of the run", |lines| {
+        lines.iter().any(|line| line.starts_with("EXIT="))
+    });
+    assert!(end.iter().any(|line| line == "EXIT=0"), "{}", end.join("\n"));
+    assert!(end.iter().any(|line| line.starts_with("best cut:")));
+    assert!(!end.iter().any(is_bar), "the bar was left behind:\n{}", end.join("\n"));
 }
 
 // ---- The ranks' side -------------------------------------------------------

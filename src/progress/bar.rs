@@ -2,10 +2,11 @@
 //! process, so that log lines can be printed above them.
 
 use std::cell::Cell;
+use std::io::{self, IsTerminal, Write};
 use std::sync::{LazyLock, Once};
 use std::time::Duration;
 
-use indicatif::{HumanCount, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+use indicatif::{HumanCount, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle, TermLike};
 
 /// Every live bar of the process, drawn together on stderr.
 static BARS: LazyLock<MultiProgress> = LazyLock::new(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
@@ -43,9 +44,19 @@ fn print_panics_above_bars() {
     });
 }
 
+/// Draw on stderr even when it is not a terminal (bars were asked for
+/// `always`): with ANSI escapes, which whoever copies it (`mpirun`) passes on.
+fn draw_on_stderr_anyway() {
+    static SWITCHED: Once = Once::new();
+    if !std::io::stderr().is_terminal() {
+        SWITCHED.call_once(|| BARS.set_draw_target(ProgressDrawTarget::term_like_with_hz(Box::new(AnsiStderr), 10)));
+    }
+}
+
 /// A new bar, already drawn, for a run that has lasted `elapsed` so far.
 pub(crate) fn show(description: &str, total: Option<u64>, done: u64, elapsed: Duration) -> ProgressBar {
     print_panics_above_bars();
+    draw_on_stderr_anyway();
     let label = if description.is_empty() {
         "Processing"
     } else {
@@ -118,4 +129,50 @@ fn eta(state: &ProgressState, out: &mut dyn std::fmt::Write) {
 pub(crate) fn clear(bar: ProgressBar) {
     bar.finish_and_clear();
     BARS.remove(&bar);
+}
+
+/// Stderr driven with ANSI escapes whether or not it is a terminal.
+#[derive(Debug)]
+struct AnsiStderr;
+
+impl AnsiStderr {
+    fn escape(&self, n: usize, code: char) -> io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        write!(io::stderr(), "\x1b[{n}{code}")
+    }
+}
+
+impl TermLike for AnsiStderr {
+    fn width(&self) -> u16 {
+        std::env::var("COLUMNS")
+            .ok()
+            .and_then(|columns| columns.parse().ok())
+            .unwrap_or(80)
+    }
+    fn move_cursor_up(&self, n: usize) -> io::Result<()> {
+        self.escape(n, 'A')
+    }
+    fn move_cursor_down(&self, n: usize) -> io::Result<()> {
+        self.escape(n, 'B')
+    }
+    fn move_cursor_right(&self, n: usize) -> io::Result<()> {
+        self.escape(n, 'C')
+    }
+    fn move_cursor_left(&self, n: usize) -> io::Result<()> {
+        self.escape(n, 'D')
+    }
+    fn write_line(&self, line: &str) -> io::Result<()> {
+        writeln!(io::stderr(), "{line}")
+    }
+    fn write_str(&self, text: &str) -> io::Result<()> {
+        io::stderr().write_all(text.as_bytes())
+    }
+    fn clear_line(&self) -> io::Result<()> {
+        io::stderr().write_all(b"\r\x1b[2K")
+    }
+    fn flush(&self) -> io::Result<()> {
+        io::stderr().flush()
+    }
 }

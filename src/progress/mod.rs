@@ -11,7 +11,6 @@ mod nested;
 mod sink;
 mod tally;
 
-use std::io::IsTerminal;
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
@@ -52,7 +51,7 @@ impl Monitor {
         if rayon::current_thread_index().is_some() {
             return None;
         }
-        let draw_bar = config.progress_bars() && std::io::stderr().is_terminal();
+        let draw_bar = config.draws_bars();
         let sink = config.progress_sink_shared();
         if !draw_bar && sink.is_none() {
             return None;
@@ -119,10 +118,9 @@ impl Monitor {
 /// A child bar for a run nested in a task, when the config asks for one and
 /// a top-level bar can show it.
 pub(crate) fn child_for_run(config: &Config, description: &str, total: Option<usize>) -> Option<ChildGuard> {
-    let wanted = config.progress_bars() && config.nested_progress_bars();
+    let wanted = config.draws_bars() && config.nested_progress_bars();
     let nested = rayon::current_thread_index().is_some();
-    (wanted && nested && std::io::stderr().is_terminal())
-        .then(|| ChildGuard::register(description, total.map(|n| n as u64)))
+    (wanted && nested).then(|| ChildGuard::register(description, total.map(|n| n as u64)))
 }
 
 /// Tells the watching thread that the work it waits for is done.

@@ -7,6 +7,8 @@ use std::sync::Once;
 
 use mapreduce::MapReduce;
 
+pub mod tmux;
+
 /// Panic messages of scripted panics start with this; the test panic hook
 /// keeps them off the test output.
 pub const SCRIPTED: &str = "scripted panic";

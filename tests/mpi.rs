@@ -153,6 +153,12 @@ fn thousands_of_runs_leave_threads_and_memory_flat() {
 }
 
 #[test]
+fn waiting_ranks_leave_their_cores_alone() {
+    let output = mpirun(2, "idle", &[]);
+    assert_checked(&output, 2, "idle");
+}
+
+#[test]
 fn rank_0_alone_shows_progress_for_every_ranks_items() {
     let output = mpirun(3, "progress", &[]);
     assert_checked(&output, 3, "progress");
@@ -279,6 +285,7 @@ fn rank_program() {
         "logs" => logs(&world),
         "progress" => progress(&world),
         "many" => many(&world),
+        "idle" => idle(&world),
         other => panic!("unknown case {other}"),
     }
     println!("rank {rank}: checked {case}");
@@ -566,6 +573,56 @@ fn many(world: &impl Communicator) {
         "rank {}: 3000 runs, threads {threads} -> {threads_after}, peak memory {memory} -> {memory_after} KiB",
         world.rank()
     );
+}
+
+/// CPU time of this process so far (user + system), from /proc (Linux
+/// counts it in hundredths of a second there).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let fields: Vec<u64> = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|field| field.parse().unwrap())
+        .collect();
+    Duration::from_millis((fields[0] + fields[1]) * 10)
+}
+
+/// A rank that waits (for a late rank to arrive, then for the other rank's
+/// one long item) costs next to no CPU: MPI's blocking calls would poll a
+/// core for the whole second each time.
+fn idle(world: &impl Communicator) {
+    let rank = world.rank();
+    let job = jobs::sum(|x: u64, _: &()| {
+        std::thread::sleep(Duration::from_secs(1));
+        x
+    });
+    let waiting = || {
+        let (cpu, wall) = (cpu_time(), Instant::now());
+        let sum = mapreduce::mpi::par_map_reduce(world, indexed(0..1), &(), &job).unwrap();
+        assert_eq!(sum, 0);
+        (cpu_time() - cpu, wall.elapsed())
+    };
+    // Rank 0 arrives a second late.
+    if rank == 0 {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let (late_cpu, late_wall) = waiting();
+    // Rank 0 gets the only item (its first block) and sleeps on it.
+    let (item_cpu, item_wall) = waiting();
+    if rank == 1 {
+        assert!(late_wall >= Duration::from_millis(1900), "{late_wall:?}");
+        assert!(
+            late_cpu < Duration::from_millis(400),
+            "{late_cpu:?} of CPU over {late_wall:?}"
+        );
+        assert!(item_wall >= Duration::from_millis(900), "{item_wall:?}");
+        assert!(
+            item_cpu < Duration::from_millis(200),
+            "{item_cpu:?} of CPU over {item_wall:?}"
+        );
+    }
+    println!("rank {rank}: waited {late_wall:?} with {late_cpu:?} of CPU, then {item_wall:?} with {item_cpu:?}");
 }
 
 /// Rank 0's progress sink hears of every rank's items; the others' hear

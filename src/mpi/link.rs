@@ -8,11 +8,16 @@
 //! finds its receiver; rank 0 sends only small messages point to point, and
 //! the answer, which may be large, goes out in a collective broadcast once
 //! every rank has stopped.
+//!
+//! MPI's blocking calls poll a core while they wait. Every wait here that
+//! can last (for the other ranks to arrive, for the answer) is a
+//! non-blocking call tested between sleeps instead.
 
 use std::time::Duration;
 
 use ::mpi::collective::{CommunicatorCollectives, Root, SystemOperation};
 use ::mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
+use ::mpi::request::{self, Request, Scope};
 use ::mpi::topology::{Communicator, SimpleCommunicator};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -37,6 +42,9 @@ pub(crate) struct Link {
 impl Link {
     /// A private duplicate of `comm` (collective: every rank calls it).
     pub(crate) fn new<C: Communicator>(comm: &C) -> Link {
+        // Wait for every rank without a busy core; then duplicating (which
+        // blocks) is quick.
+        wait(comm.immediate_barrier());
         let comm = comm.duplicate();
         let (rank, size) = (comm.rank(), comm.size());
         Link { comm, rank, size }
@@ -63,7 +71,12 @@ impl Link {
     /// The minimum over all ranks of each of `values` (collective).
     pub(crate) fn all_min(&self, values: &[u64]) -> Vec<u64> {
         let mut mins = vec![0; values.len()];
-        self.comm.all_reduce_into(values, &mut mins[..], SystemOperation::min());
+        request::scope(|scope| {
+            let reduce = self
+                .comm
+                .immediate_all_reduce_into(scope, values, &mut mins[..], SystemOperation::min());
+            wait(reduce);
+        });
         mins
     }
 
@@ -72,14 +85,26 @@ impl Link {
     pub(crate) fn broadcast(&self, root: i32, bytes: Vec<u8>) -> Vec<u8> {
         let process = self.comm.process_at_rank(root);
         let mut len = bytes.len() as u64;
-        process.broadcast_into(&mut len);
+        request::scope(|scope| wait(process.immediate_broadcast_into(scope, &mut len)));
         let mut buffer = if self.rank == root {
             bytes
         } else {
             vec![0; len as usize]
         };
-        process.broadcast_into(&mut buffer[..]);
+        request::scope(|scope| wait(process.immediate_broadcast_into(scope, &mut buffer[..])));
         buffer
+    }
+}
+
+/// Wait for `request` to complete, testing it between sleeps.
+fn wait<'a, D: ?Sized, S: Scope<'a>>(mut request: Request<'a, D, S>) {
+    let mut backoff = Backoff::new();
+    loop {
+        match request.test() {
+            Ok(_) => return,
+            Err(pending) => request = pending,
+        }
+        std::thread::sleep(backoff.next_wait());
     }
 }
 

@@ -214,52 +214,28 @@ fn share_outcome<A>(link: &Link, outcome: Option<Result<ControlFlow<A, A>, Error
 where
     A: Serialize + DeserializeOwned,
 {
+    // An answer that cannot travel fails like a panic in user code (its
+    // `Serialize` or `Deserialize`), without an item.
+    let unencodable = |reason| Error::from(WirePanic::without_item(reason).into_panic());
     let Some(outcome) = outcome else {
         let told = link.broadcast(0, Vec::new());
         return match wire::decode(&told, 0) {
             WireOutcome::Value(bytes) => wire::decode_acc(&bytes).map_err(unencodable),
-            WireOutcome::Panicked(panic) => Err(Error::Panicked {
-                index: panic.index.map(|index| index as usize),
-                payload: Box::new(panic.message.clone()),
-                message: panic.message,
-            }),
+            WireOutcome::Panicked(panic) => Err(panic.into_panic().into()),
             WireOutcome::Cancelled => Err(Error::Cancelled),
         };
     };
     let (told, outcome) = match outcome.map(engine::into_value) {
         Ok(acc) => match wire::encode_acc(&acc) {
             Ok(bytes) => (WireOutcome::Value(bytes), Ok(acc)),
-            Err(reason) => (WireOutcome::Panicked(panic_of(&reason)), Err(unencodable(reason))),
+            Err(reason) => (
+                WireOutcome::Panicked(WirePanic::without_item(reason.clone())),
+                Err(unencodable(reason)),
+            ),
         },
         Err(Error::Cancelled) => (WireOutcome::Cancelled, Err(Error::Cancelled)),
-        Err(err) => {
-            let panic = WirePanic {
-                index: err.index().map(|index| index as u64),
-                message: match &err {
-                    Error::Panicked { message, .. } => message.clone(),
-                    other => other.to_string(),
-                },
-            };
-            (WireOutcome::Panicked(panic), Err(err))
-        }
+        Err(err) => (WireOutcome::Panicked(WirePanic::of_error(&err)), Err(err)),
     };
     link.broadcast(0, wire::encode(&told));
     outcome
-}
-
-/// An answer that cannot travel fails like a panic in user code (its
-/// `Serialize` or `Deserialize`), without an item.
-fn unencodable(reason: String) -> Error {
-    Error::Panicked {
-        index: None,
-        payload: Box::new(reason.clone()),
-        message: reason,
-    }
-}
-
-fn panic_of(reason: &str) -> WirePanic {
-    WirePanic {
-        index: None,
-        message: reason.to_owned(),
-    }
 }

@@ -26,7 +26,7 @@ use super::logs;
 use super::wire::{self, Down, Up, WirePanic, WirePart};
 use crate::cancel::FIRST_POSITION;
 use crate::engine::{MapReduceConsumer, Part, Piece, Run};
-use crate::error::{panic_message, Error, Panic};
+use crate::error::Error;
 use crate::job::MapReduce;
 use crate::pool;
 use crate::progress::{Monitor, Tally};
@@ -381,27 +381,22 @@ impl<P: Producer, A: Send> Blocks<P, A> {
 
 /// A block's outcome, ready to travel.
 fn to_wire<A: Serialize>(part: Part<A>) -> WirePart {
-    let encoded = |acc: &A| wire::encode_acc(acc).map_err(|message| WirePanic { index: None, message });
+    let encoded = |acc: &A| wire::encode_acc(acc).map_err(WirePanic::without_item);
     match part {
         Part::Done(acc) => encoded(&acc).map_or_else(WirePart::Failed, WirePart::Done),
         Part::Broke(acc) => encoded(&acc).map_or_else(WirePart::Failed, WirePart::Broke),
-        Part::Failed(panic) => WirePart::Failed(WirePanic {
-            index: panic.index.map(|index| index as u64),
-            message: panic_message(panic.payload.as_ref()),
-        }),
+        Part::Failed(panic) => WirePart::Failed(WirePanic::of_panic(&panic)),
         Part::Skipped => WirePart::Skipped,
     }
 }
 
 /// A block's outcome, arrived.
 fn from_wire<A: DeserializeOwned>(part: WirePart) -> Part<A> {
-    let failed = |index: Option<u64>, message: String| {
-        Part::Failed(Panic::new(index.map(|index| index as usize), Box::new(message)))
-    };
+    let failed = |message| Part::Failed(WirePanic::without_item(message).into_panic());
     match part {
-        WirePart::Done(bytes) => wire::decode_acc(&bytes).map_or_else(|err| failed(None, err), Part::Done),
-        WirePart::Broke(bytes) => wire::decode_acc(&bytes).map_or_else(|err| failed(None, err), Part::Broke),
-        WirePart::Failed(panic) => failed(panic.index, panic.message),
+        WirePart::Done(bytes) => wire::decode_acc(&bytes).map_or_else(failed, Part::Done),
+        WirePart::Broke(bytes) => wire::decode_acc(&bytes).map_or_else(failed, Part::Broke),
+        WirePart::Failed(panic) => Part::Failed(panic.into_panic()),
         WirePart::Skipped => Part::Skipped,
     }
 }

@@ -10,7 +10,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::error::panic_message;
+use crate::error::{panic_message, Error, Panic};
 
 /// A rank other than 0 to the coordinator (rank 0).
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -52,10 +52,42 @@ pub(crate) enum WirePart {
 }
 
 /// A panic, as far as it can travel: where and what, not its payload.
-#[derive(Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct WirePanic {
     pub(crate) index: Option<u64>,
     pub(crate) message: String,
+}
+
+impl WirePanic {
+    /// A failure of user code that is about no item (an accumulator that
+    /// does not encode, say).
+    pub(crate) fn without_item(message: String) -> WirePanic {
+        WirePanic { index: None, message }
+    }
+
+    /// A caught panic, ready to travel.
+    pub(crate) fn of_panic(panic: &Panic) -> WirePanic {
+        WirePanic {
+            index: panic.index.map(|index| index as u64),
+            message: panic_message(panic.payload.as_ref()),
+        }
+    }
+
+    /// An error ending a run, ready to travel (it fails like a panic).
+    pub(crate) fn of_error(err: &Error) -> WirePanic {
+        WirePanic {
+            index: err.index().map(|index| index as u64),
+            message: match err {
+                Error::Panicked { message, .. } => message.clone(),
+                other => other.to_string(),
+            },
+        }
+    }
+
+    /// The panic where it arrives: its message is its payload.
+    pub(crate) fn into_panic(self) -> Panic {
+        Panic::new(self.index.map(|index| index as usize), Box::new(self.message))
+    }
 }
 
 /// The answer of a run, broadcast by rank 0 to every rank.

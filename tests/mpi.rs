@@ -248,11 +248,11 @@ fn rank_0_draws_the_bar_under_mpirun() {
     let min_cut = min_cut_with_mpi();
     let command = format!(
         "OMPI_MCA_btl_vader_single_copy_mechanism=none mpirun --allow-run-as-root --oversubscribe -n 2 {} \
-         --mpi --workers 1 --nodes 20",
+         --mpi --workers 1 --nodes 21",
         min_cut.display()
     );
     let tmux = Tmux::start("mpi", &command);
-    let is_bar = |line: &String| line.contains("Evaluating cuts") && line.contains("/524,287");
+    let is_bar = |line: &String| line.contains("Evaluating cuts") && line.contains("/1,048,575");
     let live = tmux.wait_for("a live bar", |lines| lines.iter().any(is_bar));
     let bar = live.iter().find(|line| is_bar(line)).unwrap();
     assert!(!bar.contains("INFO"), "bar and log on one line: {bar:?}");
@@ -487,6 +487,27 @@ fn panics(world: &impl Communicator) {
     // A panic in merge fails the run everywhere, without an item.
     let err = mapreduce::mpi::par_map_reduce(world, indexed(0..600), &(), &PanickyMerge).unwrap_err();
     assert!(matches!(&err, Error::Panicked { index: None, message, .. } if message.contains("merge")));
+    // A panic in rank 0's progress sink (user code outside the items) fails
+    // the run on every rank instead of stranding the others.
+    struct PanickySink;
+    impl ProgressSink for PanickySink {
+        fn update(&self, _: u64) {
+            panic!("{} in the sink", common::SCRIPTED);
+        }
+    }
+    let slow = jobs::sum(|x: u64, _: &()| {
+        std::thread::sleep(Duration::from_millis(2));
+        x
+    });
+    let err = Config::current()
+        .with_progress_sink(Arc::new(PanickySink))
+        .scope(|| mapreduce::mpi::par_map_reduce(world, indexed(0..400), &(), &slow))
+        .unwrap_err();
+    assert!(matches!(&err, Error::Panicked { index: None, message, .. } if message.contains("in the sink")));
+    // An answer that encodes but cannot be decoded (postcard cannot read an
+    // untagged enum) fails alike on every rank.
+    let err = mapreduce::mpi::par_map_reduce(world, indexed(0..4), &(), &Untagged).unwrap_err();
+    assert!(err.to_string().contains("could not be decoded"), "{err}");
     // And the communicator is clean for the next run.
     assert_eq!(both(world, 0..600, &jobs::count(|_: &u64, _: &()| true)).unwrap(), 600);
 }
@@ -610,6 +631,21 @@ fn idle(world: &impl Communicator) {
     let (late_cpu, late_wall) = waiting();
     // Rank 0 gets the only item (its first block) and sleeps on it.
     let (item_cpu, item_wall) = waiting();
+    // Rank 0's first join of block results (on its calling thread) takes a
+    // second, while rank 1 sends block results too large to be buffered.
+    let slow_join = AtomicUsize::new(0);
+    let job = SlowFirstJoin(&slow_join);
+    let (cpu, wall) = (cpu_time(), Instant::now());
+    let all = mapreduce::mpi::par_map_reduce(world, indexed(0..200_000), &(), &job).unwrap();
+    assert_eq!(all.len(), 200_000);
+    let (send_cpu, send_wall) = (cpu_time() - cpu, wall.elapsed());
+    if rank == 1 {
+        assert!(
+            send_cpu < Duration::from_millis(500),
+            "{send_cpu:?} of CPU over {send_wall:?} while rank 0 was busy"
+        );
+    }
+    println!("rank {rank}: sent results to a busy rank 0 for {send_wall:?} with {send_cpu:?} of CPU");
     if rank == 1 {
         assert!(late_wall >= Duration::from_millis(1900), "{late_wall:?}");
         assert!(
@@ -674,6 +710,63 @@ fn progress(world: &impl Communicator) {
         assert!(recorder.finished.lock().unwrap().is_empty());
     }
     assert!(here > 0 && here < 600, "rank {} computed {here} items", world.rank());
+}
+
+/// An accumulator postcard writes but cannot read back.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Untyped {
+    Number(u64),
+}
+
+/// Collects its items as `Untyped` values.
+struct Untagged;
+
+impl MapReduce<u64> for Untagged {
+    type Output = u64;
+    type Acc = Vec<Untyped>;
+    fn empty_result(&self, _: &()) -> Vec<Untyped> {
+        Vec::new()
+    }
+    fn compute(&self, item: u64, _: &()) -> u64 {
+        item
+    }
+    fn process_result(&self, new: u64, mut acc: Vec<Untyped>) -> ControlFlow<Vec<Untyped>, Vec<Untyped>> {
+        acc.push(Untyped::Number(new));
+        Continue(acc)
+    }
+    fn merge(&self, mut left: Vec<Untyped>, right: Vec<Untyped>) -> ControlFlow<Vec<Untyped>, Vec<Untyped>> {
+        left.extend(right);
+        Continue(left)
+    }
+}
+
+/// Collects its items; the first `merge` of a block from item 50,000 on, on
+/// a thread outside the pool (rank 0's calling thread, joining block
+/// results, while rank 1 is sending more), takes a second.
+struct SlowFirstJoin<'a>(&'a AtomicUsize);
+
+impl MapReduce<u64> for SlowFirstJoin<'_> {
+    type Output = u64;
+    type Acc = Vec<u64>;
+    fn empty_result(&self, _: &()) -> Vec<u64> {
+        Vec::new()
+    }
+    fn compute(&self, item: u64, _: &()) -> u64 {
+        item
+    }
+    fn process_result(&self, new: u64, mut acc: Vec<u64>) -> ControlFlow<Vec<u64>, Vec<u64>> {
+        acc.push(new);
+        Continue(acc)
+    }
+    fn merge(&self, mut left: Vec<u64>, mut right: Vec<u64>) -> ControlFlow<Vec<u64>, Vec<u64>> {
+        let late = right.first().is_some_and(|&first| first >= 50_000);
+        if late && rayon::current_thread_index().is_none() && self.0.fetch_add(1, Ordering::Relaxed) == 0 {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        left.append(&mut right);
+        Continue(left)
+    }
 }
 
 /// Sums, and panics in `merge`.

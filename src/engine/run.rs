@@ -42,8 +42,9 @@ pub(crate) struct Run<'a, T, J: MapReduce<T, C>, C: ?Sized> {
     pub(crate) config: Config,
     /// Where tasks count the items they process, when someone watches.
     pub(crate) tally: Option<&'a Tally>,
-    /// A panic in `merge`: it aborts the run and is its result.
-    merge_failure: Mutex<Option<Panic>>,
+    /// A panic outside the items (in `merge`; on rank 0 of an MPI run, also
+    /// in what watches the run): it aborts the run and is its result.
+    failure: Mutex<Option<Panic>>,
     _item: PhantomData<fn(T)>,
 }
 
@@ -61,7 +62,7 @@ impl<'a, T, J: MapReduce<T, C>, C: ?Sized> Run<'a, T, J, C> {
             state,
             config,
             tally,
-            merge_failure: Mutex::new(None),
+            failure: Mutex::new(None),
             _item: PhantomData,
         }
     }
@@ -128,27 +129,32 @@ impl<'a, T, J: MapReduce<T, C>, C: ?Sized> Run<'a, T, J, C> {
             Ok(flow) => Some(flow),
             Err(payload) => {
                 log::debug!("merge panicked: the run is aborted");
-                self.merge_failure.lock().get_or_insert(Panic::new(None, payload));
-                self.state.abort();
+                self.fail(Panic::new(None, payload));
                 None
             }
         }
     }
 
-    /// The panic of a failed `merge`, taken out of the run: a rank other
-    /// than 0 reports it as the outcome of the block it happened in.
+    /// Abort the run with `panic` as its result (the first one stays).
+    pub(crate) fn fail(&self, panic: Panic) {
+        self.failure.lock().get_or_insert(panic);
+        self.state.abort();
+    }
+
+    /// The panic that aborted the run, taken out of it: a rank other than 0
+    /// of an MPI run reports it as the outcome of the block it happened in.
     #[cfg(feature = "mpi")]
-    pub(crate) fn take_merge_failure(&self) -> Option<Panic> {
-        self.merge_failure.lock().take()
+    pub(crate) fn take_failure(&self) -> Option<Panic> {
+        self.failure.lock().take()
     }
 
     /// The answer of the run, from the piece that covers all of it.
     pub(crate) fn finish(&self, piece: Piece<J::Acc>) -> Result<ControlFlow<J::Acc, J::Acc>, Error> {
-        if let Some(panic) = self.merge_failure.lock().take() {
+        if let Some(panic) = self.failure.lock().take() {
             return Err(panic.into());
         }
         if self.state.is_aborted() {
-            // Only a cancelled parent aborts a run without a merge failure.
+            // Only a cancelled parent aborts a run without a failure.
             return Err(Error::Cancelled);
         }
         match piece.part {

@@ -108,9 +108,9 @@ impl<A> Coordinator<A> {
     }
 
     /// Whether the answer is known: every item is joined; or the joined
-    /// prefix ends in an event, which nothing right of it can change
-    /// (deterministic); or handing out has stopped and every block is back;
-    /// or the run aborted (a panic in `merge`).
+    /// prefix ends in an event, which nothing right of it can change (and
+    /// which any order accepts as found); or handing out has stopped and
+    /// every block is back; or the run aborted (a panic in `merge`).
     pub(crate) fn is_decided<T, J, C>(&self, run: &Run<'_, T, J, C>) -> bool
     where
         J: MapReduce<T, C, Acc = A>,
@@ -121,7 +121,7 @@ impl<A> Coordinator<A> {
             Some(Part::Broke(_) | Part::Failed(_))
         );
         self.joined_to == self.len
-            || (prefix_ended && run.config.deterministic())
+            || prefix_ended
             || (!self.handing_out(run) && self.outstanding == 0)
             || run.state.is_aborted()
     }

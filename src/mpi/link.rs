@@ -50,11 +50,12 @@ impl Link {
         Link { comm, rank, size }
     }
 
-    /// Send `message` to rank `to`.
+    /// Send `message` to rank `to`, waiting (without a busy core) until it
+    /// has left.
     pub(crate) fn send<M: Serialize>(&self, to: i32, message: &M) {
-        self.comm
-            .process_at_rank(to)
-            .send_with_tag(&wire::encode(message)[..], TAG);
+        let bytes = wire::encode(message);
+        let process = self.comm.process_at_rank(to);
+        request::scope(|scope| wait(process.immediate_send_with_tag(scope, &bytes[..], TAG)));
     }
 
     /// The next message from `from` (any rank if `None`), if one is there.

@@ -45,8 +45,17 @@
 //!
 //! **Failures.** A panic on any rank is [`Error::Panicked`] on every rank,
 //! naming the item; ranks other than the one that panicked get the message
-//! as the payload. An invalid config on any rank is an error on every rank
-//! ([`ConfigError::OnRank`] on the others).
+//! as the payload. A panic in `merge` fails the run (which failure is
+//! reported, when there are several, can depend on the rank that ran the
+//! `merge`); so does a panic in rank 0's progress sink or logger. An invalid
+//! config on any rank is an error on every rank ([`ConfigError::OnRank`] on
+//! the others).
+//!
+//! **Accumulators** travel encoded with postcard, which cannot read what
+//! needs a self-describing format (`#[serde(untagged)]`, `flatten`,
+//! `serde_json::Value`); such an answer fails the run on every rank with an
+//! `Error::Panicked` saying it could not be decoded. One message carries at
+//! most 2 GiB.
 //!
 //! **Progress and logs.** Rank 0 alone draws the bar, counting every rank's
 //! items. With [`init_logging`] on every rank, the other ranks' records are
@@ -64,6 +73,7 @@ mod node;
 mod wire;
 
 use std::ops::ControlFlow;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use ::mpi::topology::Communicator;
 use rayon::iter::{IndexedParallelIterator, IntoParallelIterator};
@@ -73,10 +83,10 @@ use serde::Serialize;
 use crate::cancel::Shortcircuit;
 use crate::config::Config;
 use crate::engine::{self, Run};
-use crate::error::{ConfigError, Error};
+use crate::error::{ConfigError, Error, Panic};
 use crate::job::MapReduce;
 use crate::pool;
-use crate::progress::{Monitor, Tally};
+use crate::progress::{Monitor, Outcome, Tally};
 use link::Link;
 use node::Node;
 use wire::{WireOutcome, WirePanic};
@@ -130,9 +140,17 @@ where
     );
     let workers = workers?;
     // Rank 0's config rules the mode and the display.
-    let mut monitor = (link.rank == 0)
-        .then(|| Monitor::for_run(&config, job.description(), Some(len)))
-        .flatten();
+    // Rank 0 watches; a panic in its sink (user code) fails the run on
+    // every rank rather than leaving the others waiting.
+    let (mut monitor, watch_failure) = match link.rank {
+        0 => match catch_unwind(AssertUnwindSafe(|| {
+            Monitor::for_run(&config, job.description(), Some(len))
+        })) {
+            Ok(monitor) => (monitor, None),
+            Err(payload) => (None, Some(Panic::new(None, payload))),
+        },
+        _ => (None, None),
+    };
     let settings = [u8::from(monitor.is_some()), u8::from(config.deterministic())];
     let settings = link.broadcast(0, settings.to_vec());
     let (watched, deterministic) = (settings[0] == 1, settings[1] == 1);
@@ -147,19 +165,30 @@ where
     let tally = watched.then_some(&tally);
     let state = Shortcircuit::new(deterministic, None);
     let run = Run::new(&job, ctx, config, state, tally);
+    if let Some(panic) = watch_failure {
+        run.fail(panic);
+    }
     let node = Node {
         run: &run,
         link: &link,
         len,
         workers,
         tally,
-        monitor: monitor.as_mut(),
+        monitor: &mut monitor,
     };
     let outcome = items.with_producer(node);
-    if let (Some(monitor), Some(outcome), Some(tally)) = (monitor, &outcome, tally) {
-        monitor.finish(tally, outcome);
+    let broke = matches!(outcome, Some(Ok(ControlFlow::Break(_))));
+    let answer = share_outcome(&link, outcome);
+    // Every rank has the answer: the sink may hear of it now.
+    if let (Some(monitor), Some(tally)) = (monitor, tally) {
+        let outcome = match &answer {
+            Err(_) => Outcome::Failed,
+            Ok(_) if broke => Outcome::Shortcircuited,
+            Ok(_) => Outcome::Completed,
+        };
+        monitor.finish_as(tally, outcome);
     }
-    share_outcome(&link, outcome)
+    answer
 }
 
 /// Rank 0: [`init_logging`](crate::init_logging). Other ranks: records
@@ -226,7 +255,8 @@ where
         };
     };
     let (told, outcome) = match outcome.map(engine::into_value) {
-        Ok(acc) => match wire::encode_acc(&acc) {
+        // The other ranks must be able to decode what they are told.
+        Ok(acc) => match wire::encode_acc(&acc).and_then(|bytes| wire::decode_acc::<A>(&bytes).map(|_| bytes)) {
             Ok(bytes) => (WireOutcome::Value(bytes), Ok(acc)),
             Err(reason) => (
                 WireOutcome::Panicked(WirePanic::without_item(reason.clone())),

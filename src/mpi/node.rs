@@ -26,7 +26,7 @@ use super::logs;
 use super::wire::{self, Down, Up, WirePanic, WirePart};
 use crate::cancel::FIRST_POSITION;
 use crate::engine::{MapReduceConsumer, Part, Piece, Run};
-use crate::error::Error;
+use crate::error::{Error, Panic};
 use crate::job::MapReduce;
 use crate::pool;
 use crate::progress::{Monitor, Tally};
@@ -42,8 +42,8 @@ pub(crate) struct Node<'r, 'a, T, J: MapReduce<T, C>, C: ?Sized> {
     pub(crate) workers: usize,
     /// Where this rank's items are counted when rank 0 draws progress.
     pub(crate) tally: Option<&'r Tally>,
-    /// Rank 0's display, when someone watches.
-    pub(crate) monitor: Option<&'r mut Monitor>,
+    /// Rank 0's display, when someone watches; dropped if it panics.
+    pub(crate) monitor: &'r mut Option<Monitor>,
 }
 
 impl<T, J, C> ProducerCallback<T> for Node<'_, '_, T, J, C>
@@ -89,7 +89,7 @@ where
     /// Rank 0: hand out blocks, run its own, join the results, until the
     /// answer is known and every other rank has stopped.
     fn coordinate<'s, P>(
-        mut self,
+        self,
         scope: &Scope<'s>,
         blocks: &mut Blocks<P, J::Acc>,
     ) -> Result<ControlFlow<J::Acc, J::Acc>, Error>
@@ -142,7 +142,13 @@ where
                             tally.add(items);
                         }
                     }
-                    Up::Logs(records) => logs::replay(from, records),
+                    Up::Logs(records) => {
+                        // The logger is the application's: its panic fails
+                        // the run, it does not strand the other ranks.
+                        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| logs::replay(from, records))) {
+                            run.fail(Panic::new(None, payload));
+                        }
+                    }
                     Up::Finished => stopped_ranks[from as usize] = true,
                     // After the answer is known, requests and results no
                     // longer matter.
@@ -179,8 +185,12 @@ where
                     blocks.queue.clear();
                 }
             }
-            if let (Some(monitor), Some(tally)) = (self.monitor.as_deref_mut(), self.tally) {
-                monitor.tick(tally);
+            if let (Some(monitor), Some(tally)) = (self.monitor.as_mut(), self.tally) {
+                // The sink is user code too.
+                if let Err(payload) = catch_unwind(AssertUnwindSafe(|| monitor.tick(tally))) {
+                    run.fail(Panic::new(None, payload));
+                    *self.monitor = None;
+                }
             }
             if decided && !blocks.running && stopped_ranks.iter().all(|&stopped| stopped) {
                 return coordinator.finish(run);
@@ -238,9 +248,12 @@ where
             }
             if let Some(finished) = blocks.take_finished() {
                 if !stopped {
+                    // The pool goes on with the next block while the result
+                    // travels.
+                    blocks.start_next(scope, run);
                     // A failed `merge` aborted this rank's run: it is the
                     // outcome of the block it happened in.
-                    let part = match run.take_merge_failure() {
+                    let part = match run.take_failure() {
                         Some(panic) => Part::Failed(panic),
                         None => finished.piece.part,
                     };

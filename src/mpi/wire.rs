@@ -128,10 +128,18 @@ pub(crate) fn decode<M: DeserializeOwned>(bytes: &[u8], from: i32) -> M {
     })
 }
 
+/// MPI counts a message's bytes in a C `int`; the rest of a message is
+/// small.
+const MESSAGE_AT_MOST: usize = i32::MAX as usize - 1024;
+
 /// Encode an accumulator: its `Serialize` is user code, which may fail or
 /// panic.
 pub(crate) fn encode_acc<A: Serialize>(acc: &A) -> Result<Vec<u8>, String> {
     match catch_unwind(AssertUnwindSafe(|| postcard::to_allocvec(acc))) {
+        Ok(Ok(bytes)) if bytes.len() > MESSAGE_AT_MOST => Err(format!(
+            "the accumulator takes {} bytes, more than one MPI message carries ({MESSAGE_AT_MOST})",
+            bytes.len()
+        )),
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(err)) => Err(format!("the accumulator could not be encoded: {err}")),
         Err(payload) => Err(format!(

@@ -101,17 +101,26 @@ impl Monitor {
 
     /// The run ended: clear the bar, tell the sink.
     pub(crate) fn finish<A>(self, tally: &Tally, result: &Result<ControlFlow<A, A>, Error>) {
+        self.finish_as(tally, outcome_of(result));
+    }
+
+    /// The run ended as `outcome`: clear the bar, tell the sink.
+    pub(crate) fn finish_as(self, tally: &Tally, outcome: Outcome) {
         if let Some(bar) = self.bar {
             bar::clear(bar);
         }
         if let Some(sink) = &self.sink {
-            let outcome = match result {
-                Ok(ControlFlow::Continue(_)) => Outcome::Completed,
-                Ok(ControlFlow::Break(_)) => Outcome::Shortcircuited,
-                Err(_) => Outcome::Failed,
-            };
             sink.0.finish(tally.done(), outcome);
         }
+    }
+}
+
+/// How a run with `result` ended, for a sink.
+pub(crate) fn outcome_of<A>(result: &Result<ControlFlow<A, A>, Error>) -> Outcome {
+    match result {
+        Ok(ControlFlow::Continue(_)) => Outcome::Completed,
+        Ok(ControlFlow::Break(_)) => Outcome::Shortcircuited,
+        Err(_) => Outcome::Failed,
     }
 }
 

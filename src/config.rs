@@ -143,27 +143,29 @@ impl Config {
                 }),
             }
         }
-        // `always`: bars even where stderr is not a terminal.
-        if lookup(ENV_PROGRESS).is_some_and(|value| value.trim().eq_ignore_ascii_case("always")) {
-            config.progress_bars_always = true;
+        if let Some(value) = lookup(ENV_PROGRESS) {
+            // `always`: bars on, even where stderr is not a terminal.
+            let always = value.trim().eq_ignore_ascii_case("always");
+            match parse_bool(&value).or(always.then_some(true)) {
+                Some(on) => (config.progress_bars, config.progress_bars_always) = (on, always),
+                None => config.env_errors.push(ConfigError::InvalidEnv {
+                    variable: ENV_PROGRESS,
+                    value,
+                    reason: "expected a boolean (1/0, true/false, yes/no, on/off) or always".into(),
+                }),
+            }
         }
         for (variable, slot) in [
-            (ENV_PROGRESS, &mut config.progress_bars),
             (ENV_PARALLEL, &mut config.parallel),
             (ENV_DETERMINISTIC, &mut config.deterministic),
         ] {
             if let Some(value) = lookup(variable) {
-                let always = variable == ENV_PROGRESS && config.progress_bars_always;
-                match parse_bool(&value).or(always.then_some(true)) {
+                match parse_bool(&value) {
                     Some(on) => *slot = on,
                     None => config.env_errors.push(ConfigError::InvalidEnv {
                         variable,
                         value,
-                        reason: if variable == ENV_PROGRESS {
-                            "expected a boolean (1/0, true/false, yes/no, on/off) or always".into()
-                        } else {
-                            "expected a boolean: 1/0, true/false, yes/no or on/off".into()
-                        },
+                        reason: "expected a boolean: 1/0, true/false, yes/no or on/off".into(),
                     }),
                 }
             }

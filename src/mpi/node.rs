@@ -248,15 +248,15 @@ where
             }
             if let Some(finished) = blocks.take_finished() {
                 if !stopped {
-                    // The pool goes on with the next block while the result
-                    // travels.
-                    blocks.start_next(scope, run);
                     // A failed `merge` aborted this rank's run: it is the
                     // outcome of the block it happened in.
                     let part = match run.take_failure() {
                         Some(panic) => Part::Failed(panic),
                         None => finished.piece.part,
                     };
+                    // The pool goes on with the next block while the result
+                    // travels.
+                    blocks.start_next(scope, run);
                     let message = Up::Result {
                         start: finished.start as u64,
                         len: finished.len as u64,

@@ -506,7 +506,8 @@ fn panics(world: &impl Communicator) {
     assert!(matches!(&err, Error::Panicked { index: None, message, .. } if message.contains("in the sink")));
     // An answer that encodes but cannot be decoded (postcard cannot read an
     // untagged enum) fails alike on every rank.
-    let err = mapreduce::mpi::par_map_reduce(world, indexed(0..4), &(), &Untagged).unwrap_err();
+    let untagged = jobs::collect(|x: u64, _: &()| Untyped::Number(x));
+    let err = mapreduce::mpi::par_map_reduce(world, indexed(0..4), &(), &untagged).unwrap_err();
     assert!(err.to_string().contains("could not be decoded"), "{err}");
     // And the communicator is clean for the next run.
     assert_eq!(both(world, 0..600, &jobs::count(|_: &u64, _: &()| true)).unwrap(), 600);
@@ -717,28 +718,6 @@ fn progress(world: &impl Communicator) {
 #[serde(untagged)]
 enum Untyped {
     Number(u64),
-}
-
-/// Collects its items as `Untyped` values.
-struct Untagged;
-
-impl MapReduce<u64> for Untagged {
-    type Output = u64;
-    type Acc = Vec<Untyped>;
-    fn empty_result(&self, _: &()) -> Vec<Untyped> {
-        Vec::new()
-    }
-    fn compute(&self, item: u64, _: &()) -> u64 {
-        item
-    }
-    fn process_result(&self, new: u64, mut acc: Vec<Untyped>) -> ControlFlow<Vec<Untyped>, Vec<Untyped>> {
-        acc.push(Untyped::Number(new));
-        Continue(acc)
-    }
-    fn merge(&self, mut left: Vec<Untyped>, right: Vec<Untyped>) -> ControlFlow<Vec<Untyped>, Vec<Untyped>> {
-        left.extend(right);
-        Continue(left)
-    }
 }
 
 /// Collects its items; the first `merge` of a block from item 50,000 on, on

@@ -139,9 +139,8 @@ where
          every rank must pass the same items"
     );
     let workers = workers?;
-    // Rank 0's config rules the mode and the display.
-    // Rank 0 watches; a panic in its sink (user code) fails the run on
-    // every rank rather than leaving the others waiting.
+    // Rank 0's config rules the mode and the display; a panic in its sink
+    // (user code) fails the run on every rank rather than stranding them.
     let (mut monitor, watch_failure) = match link.rank {
         0 => match catch_unwind(AssertUnwindSafe(|| {
             Monitor::for_run(&config, job.description(), Some(len))

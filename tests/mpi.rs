@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use ::mpi::traits::*;
 use mapreduce::prelude::*;
 use mapreduce::{jobs, Config, ConfigError, Error, Outcome, ProgressSink};
+use proptest::prelude::*;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -341,64 +342,67 @@ fn equal(world: &impl Communicator) {
     });
 }
 
-/// Seeded random runs, the same on every rank: lengths, breaks, panics,
-/// worker counts, ranges and vectors, both modes; each answer checked
-/// against the sequential one (any order: a valid answer).
-/// `MAPREDUCE_MPI_SEED` and `MAPREDUCE_MPI_RUNS` (default 150) vary them.
+/// The property "distributed equals sequential", checked by proptest in
+/// lockstep on every rank: the same seed gives every rank the same cases,
+/// and every rank sees the same answers (they are broadcast), so a failure
+/// shrinks the same way everywhere. Lengths from 0, breaks and panics at
+/// random items, 1–2 workers, ranges and vectors, both modes (any order: a
+/// valid answer). `PROPTEST_CASES` (default 150) and `MAPREDUCE_MPI_SEED`
+/// vary it.
 fn random(world: &impl Communicator) {
-    let seed = std::env::var("MAPREDUCE_MPI_SEED").map_or(0x5eed, |seed| seed.parse().expect("a number"));
-    let runs = std::env::var("MAPREDUCE_MPI_RUNS").map_or(150, |runs| runs.parse().expect("a number"));
-    let mut state: u64 = seed;
-    let mut next = move |bound: u64| {
-        state = state
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (state >> 33) % bound
+    use proptest::test_runner::{Config as Cases, RngAlgorithm, TestRng, TestRunner};
+    let cases = std::env::var("PROPTEST_CASES").map_or(150, |cases| cases.parse().expect("a number"));
+    let seed: u64 = std::env::var("MAPREDUCE_MPI_SEED").map_or(0x5eed, |seed| seed.parse().expect("a number"));
+    let config = Cases {
+        cases,
+        failure_persistence: None,
+        ..Cases::default()
     };
-    for _ in 0..runs {
-        let len = next(700);
-        let workers = 1 + next(2) as isize;
-        let job = match next(4) {
-            0 => scripted(&[], &[]),
-            1 => scripted(&[next(len.max(1))], &[]),
-            2 => {
-                let every = 1 + next(200);
-                scripted(&(0..len).filter(|x| x % every == every - 1).collect::<Vec<_>>(), &[])
-            }
-            _ => scripted(&[next(len.max(1))], &[next(len.max(1))]),
-        };
-        let from_vec = next(2) == 0;
-        let any_order = next(4) == 0;
-        let config = Config::current().with_workers(workers).with_deterministic(!any_order);
-        config.scope(|| {
-            if any_order {
-                let distributed = if from_vec {
-                    mapreduce::mpi::par_map_reduce(world, (0..len).collect::<Vec<_>>(), &(), &job)
-                } else {
-                    mapreduce::mpi::par_map_reduce(world, indexed(0..len), &(), &job)
-                };
-                match distributed {
-                    Ok(acc) if job.breaks.is_empty() || !acc.last().is_some_and(|last| job.breaks.contains(last)) => {
-                        assert_eq!(
-                            Ok(acc),
-                            seq_map_reduce(0..len, &(), &job).map_err(|err| err.to_string())
-                        )
+    let rng = TestRng::from_seed(
+        RngAlgorithm::ChaCha,
+        &[seed.to_le_bytes(), [0; 8], [0; 8], [0; 8]].concat(),
+    );
+    let events = |len: u64| proptest::collection::btree_set(0..len.max(1), 0..3);
+    let case = (0..700u64).prop_flat_map(move |len| {
+        (
+            Just(len),
+            events(len),
+            events(len),
+            1..=2isize,
+            any::<bool>(),
+            prop::bool::weighted(0.25),
+        )
+    });
+    let result = TestRunner::new_with_rng(config, rng).run(
+        &case,
+        |(len, breaks, compute_panics, workers, from_vec, any_order)| {
+            let job = Scripted {
+                breaks,
+                compute_panics,
+                ..Scripted::default()
+            };
+            let distributed = Config::current()
+                .with_workers(workers)
+                .with_deterministic(!any_order)
+                .scope(|| {
+                    if from_vec {
+                        mapreduce::mpi::par_map_reduce(world, (0..len).collect::<Vec<_>>(), &(), &job)
+                    } else {
+                        mapreduce::mpi::par_map_reduce(world, indexed(0..len), &(), &job)
                     }
-                    Ok(acc) => assert!(job.ends_at_break(&acc), "{acc:?}"),
-                    Err(err) => assert!(err.to_string().contains("scripted panic"), "{err}"),
-                }
-            } else if from_vec {
-                let distributed = mapreduce::mpi::par_map_reduce(world, (0..len).collect::<Vec<_>>(), &(), &job);
-                let sequential = seq_map_reduce(0..len, &(), &job);
-                assert_eq!(
-                    distributed.map_err(|err| err.to_string()),
-                    sequential.map_err(|err| err.to_string())
-                );
-            } else {
-                // `both` compares answers and errors alike.
-                let _ = both(world, 0..len, &job);
+                })
+                .map_err(|err| (err.index(), err.to_string()));
+            let sequential = seq_map_reduce(0..len, &(), &job).map_err(|err| (err.index(), err.to_string()));
+            match (&distributed, any_order) {
+                (Ok(acc), true) if job.ends_at_break(acc) => {}
+                (Err((_, message)), true) => prop_assert!(message.contains(common::SCRIPTED), "{}", message),
+                _ => prop_assert_eq!(distributed, sequential),
             }
-        });
+            Ok(())
+        },
+    );
+    if let Err(failure) = result {
+        panic!("rank {}: {failure}", world.rank());
     }
 }
 

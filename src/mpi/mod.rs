@@ -41,7 +41,9 @@
 //!
 //! **Waiting costs no core.** A rank's calling thread talks to the others
 //! while its pool computes; it sleeps between looks for messages (50 µs,
-//! backing off to 2 ms), so one worker per core keeps its core.
+//! backing off to 2 ms), and its sends and collectives are non-blocking
+//! calls tested between such sleeps (MPI's blocking ones poll a core), so
+//! one worker per core keeps its core.
 //!
 //! **Failures.** A panic on any rank is [`Error::Panicked`] on every rank,
 //! naming the item; ranks other than the one that panicked get the message
@@ -58,7 +60,9 @@
 //! most 2 GiB.
 //!
 //! **Progress and logs.** Rank 0 alone draws the bar, counting every rank's
-//! items. With [`init_logging`] on every rank, the other ranks' records are
+//! items. Under `mpirun` its stderr is a pipe, so the bar needs
+//! `MAPREDUCE_PROGRESS=always` (or
+//! [`Config::with_progress_bars_always`](crate::Config::with_progress_bars_always)). With [`init_logging`] on every rank, the other ranks' records are
 //! printed by rank 0, with their rank and thread in the line.
 //!
 //! **Requirements.** MPI must be initialized with at least

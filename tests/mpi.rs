@@ -25,7 +25,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use common::tmux::{tmux_available, Tmux};
-use common::Scripted;
+use common::{BadMerge, Scripted};
 
 /// The longest any case may take before the watchdog calls it a hang.
 const WATCHDOG: Duration = Duration::from_secs(120);
@@ -489,7 +489,7 @@ fn panics(world: &impl Communicator) {
     both(world, 0..600, &scripted(&[400], &[200])).unwrap_err();
     both(world, 0..600, &scripted(&[200], &[400])).unwrap();
     // A panic in merge fails the run everywhere, without an item.
-    let err = mapreduce::mpi::par_map_reduce(world, indexed(0..600), &(), &PanickyMerge).unwrap_err();
+    let err = mapreduce::mpi::par_map_reduce(world, indexed(0..600), &(), &BadMerge).unwrap_err();
     assert!(matches!(&err, Error::Panicked { index: None, message, .. } if message.contains("merge")));
     // A panic in rank 0's progress sink (user code outside the items) fails
     // the run on every rank instead of stranding the others.
@@ -749,25 +749,5 @@ impl MapReduce<u64> for SlowFirstJoin<'_> {
         }
         left.append(&mut right);
         Continue(left)
-    }
-}
-
-/// Sums, and panics in `merge`.
-struct PanickyMerge;
-
-impl MapReduce<u64> for PanickyMerge {
-    type Output = u64;
-    type Acc = u64;
-    fn empty_result(&self, _: &()) -> u64 {
-        0
-    }
-    fn compute(&self, item: u64, _: &()) -> u64 {
-        item
-    }
-    fn process_result(&self, new: u64, acc: u64) -> ControlFlow<u64, u64> {
-        Continue(acc + new)
-    }
-    fn merge(&self, _: u64, _: u64) -> ControlFlow<u64, u64> {
-        panic!("merge is broken")
     }
 }

@@ -4,7 +4,7 @@ mod common;
 
 use std::ops::ControlFlow::{self, Continue};
 
-use common::{quiet_scripted_panics, Scripted, SCRIPTED};
+use common::{quiet_scripted_panics, BadMerge, Scripted, SCRIPTED};
 use mapreduce::prelude::*;
 use rayon::prelude::*;
 
@@ -61,31 +61,6 @@ fn unindexed_inputs_report_the_message_without_an_index() {
         .unwrap_err();
     assert_eq!(err.index(), None);
     assert!(err.to_string().contains("compute at 500"), "{err}");
-}
-
-/// Collects items; `merge` panics once both sides are non-empty.
-struct BadMerge;
-
-impl MapReduce<u64> for BadMerge {
-    type Output = u64;
-    type Acc = Vec<u64>;
-
-    fn empty_result(&self, _: &()) -> Vec<u64> {
-        Vec::new()
-    }
-    fn compute(&self, item: u64, _: &()) -> u64 {
-        item
-    }
-    fn process_result(&self, item: u64, mut acc: Vec<u64>) -> ControlFlow<Vec<u64>, Vec<u64>> {
-        acc.push(item);
-        Continue(acc)
-    }
-    fn merge(&self, left: Vec<u64>, right: Vec<u64>) -> ControlFlow<Vec<u64>, Vec<u64>> {
-        if !left.is_empty() && !right.is_empty() {
-            panic!("{SCRIPTED}: merge refuses");
-        }
-        Continue(if left.is_empty() { right } else { left })
-    }
 }
 
 #[test]

@@ -135,3 +135,28 @@ pub fn run_example(name: &str, args: &[&str]) -> String {
     );
     String::from_utf8(output.stdout).unwrap()
 }
+
+/// Collects items; `merge` panics once both sides are non-empty.
+pub struct BadMerge;
+
+impl MapReduce<u64> for BadMerge {
+    type Output = u64;
+    type Acc = Vec<u64>;
+
+    fn empty_result(&self, _: &()) -> Vec<u64> {
+        Vec::new()
+    }
+    fn compute(&self, item: u64, _: &()) -> u64 {
+        item
+    }
+    fn process_result(&self, item: u64, mut acc: Vec<u64>) -> ControlFlow<Vec<u64>, Vec<u64>> {
+        acc.push(item);
+        Continue(acc)
+    }
+    fn merge(&self, left: Vec<u64>, right: Vec<u64>) -> ControlFlow<Vec<u64>, Vec<u64>> {
+        if !left.is_empty() && !right.is_empty() {
+            panic!("{SCRIPTED}: merge refuses");
+        }
+        Continue(if left.is_empty() { right } else { left })
+    }
+}

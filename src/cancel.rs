@@ -142,8 +142,14 @@ thread_local! {
 /// True inside `compute` once the running item's result can no longer
 /// matter: the run was shortcircuited left of it (or, in any-order mode,
 /// anywhere), it failed, or the task that started it was itself cancelled.
-/// False outside a run. Long computations poll it and return early; what
-/// they return is discarded.
+/// False outside a run (and in a thread-local destructor). Long
+/// computations poll it and return early; what they return is discarded.
+///
+/// It answers for the task *this thread* runs. When `compute` hands work to
+/// rayon itself (a `join` or a `par_iter` inside `compute`), that work may
+/// be stolen by another worker, where this function would answer for the
+/// other worker's task: there, poll a [`Task`] handle from
+/// [`current_task`] that the inner closures carry with them.
 ///
 /// ```
 /// use mapreduce::{is_cancelled, jobs, par_map_reduce};
@@ -156,22 +162,135 @@ thread_local! {
 /// assert_eq!(par_map_reduce(0..100u64, &(), job).unwrap(), Some(10));
 /// ```
 pub fn is_cancelled() -> bool {
-    CURRENT.with(|current| {
-        let token = current.take();
-        let cancelled = token.as_ref().is_some_and(Token::is_cancelled);
-        current.set(token);
-        cancelled
-    })
+    current_token().is_some_and(|token| token.is_cancelled())
+}
+
+/// The task running on this thread: a handle to its cancellation and its
+/// run's [`Config`] that closures can carry to other threads.
+///
+/// Take it at the start of `compute` and *move* it into the closures that
+/// `compute` hands to rayon (a `join`, a `par_iter`): rayon runs those on
+/// whatever worker steals them, and that worker's own thread state belongs
+/// to another task. The handle is correct by construction wherever it goes.
+/// [`Task::enter`] makes it the current task for a block of code, so that
+/// [`is_cancelled`], [`Config::current`] and runs nested there answer for it.
+///
+/// Outside a run, `current_task()` is a task that is never cancelled, with
+/// the configuration in force here.
+///
+/// ```
+/// use mapreduce::{current_task, jobs, par_map_reduce};
+/// use rayon::prelude::*;
+///
+/// let job = jobs::sum(|x: u64, _: &()| {
+///     let task = current_task();
+///     // Data-parallel work inside one item: each closure polls the item's
+///     // own task, whichever worker runs it.
+///     (0..1000u64)
+///         .into_par_iter()
+///         .map(move |i| if task.is_cancelled() { 0 } else { x * i })
+///         .sum::<u64>()
+/// });
+/// assert_eq!(par_map_reduce(0..10u64, &(), job).unwrap(), 45 * 499_500);
+/// ```
+pub fn current_task() -> Task {
+    Task {
+        token: current_token(),
+        config: Config::current(),
+    }
+}
+
+/// A handle to one task of a run, made by [`current_task`]: cheap to clone,
+/// `Send` and `Sync`, so closures can move it to any thread.
+///
+/// ```
+/// let task = mapreduce::current_task();
+/// assert!(!task.is_cancelled()); // outside a run: never cancelled
+/// std::thread::spawn(move || assert!(!task.is_cancelled())).join().unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Task {
+    token: Option<Token>,
+    config: Config,
+}
+
+impl Task {
+    /// Whether this task's result can no longer matter (see
+    /// [`is_cancelled`]), asked from any thread.
+    ///
+    /// ```
+    /// assert!(!mapreduce::current_task().is_cancelled());
+    /// ```
+    pub fn is_cancelled(&self) -> bool {
+        self.token.as_ref().is_some_and(Token::is_cancelled)
+    }
+
+    /// The configuration of this task's run (outside a run: the one in force
+    /// where the handle was taken).
+    ///
+    /// ```
+    /// use mapreduce::{current_task, Config};
+    ///
+    /// let task = Config::current().with_workers(1).scope(current_task);
+    /// assert_eq!(task.config().workers(), 1);
+    /// ```
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Run `f` as this task, on this thread: inside it, [`is_cancelled`]
+    /// and [`Config::current`] answer for this task, and runs started there
+    /// are nested in it (cancelled with it). Use it in closures that rayon
+    /// may run on other workers, when the code inside calls the free
+    /// functions or starts runs of its own.
+    ///
+    /// ```
+    /// use mapreduce::{current_task, is_cancelled, jobs, par_map_reduce, Config};
+    /// use rayon::prelude::*;
+    ///
+    /// let job = jobs::collect(|x: u32, _: &()| {
+    ///     let task = current_task();
+    ///     let workers: Vec<isize> = (0..4)
+    ///         .into_par_iter()
+    ///         .map(move |_| task.enter(|| Config::current().workers()))
+    ///         .collect();
+    ///     (x, workers)
+    /// });
+    /// let seen = Config::current().with_workers(2).scope(|| par_map_reduce(0..3u32, &(), job)).unwrap();
+    /// assert!(seen.iter().all(|(_, workers)| workers == &[2, 2, 2, 2]));
+    /// assert!(!is_cancelled());
+    /// ```
+    pub fn enter<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _frame = match &self.token {
+            Some(token) => TaskFrame::enter(token.clone(), &self.config),
+            None => TaskFrame::outside(&self.config),
+        };
+        f()
+    }
+}
+
+impl std::fmt::Debug for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Task")
+            .field("in_run", &self.token.is_some())
+            .field("cancelled", &self.is_cancelled())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The task this thread is running, to become the parent of a nested run.
-pub(crate) fn current_task() -> Option<Token> {
-    CURRENT.with(|current| {
-        let token = current.take();
-        let copy = token.clone();
-        current.set(token);
-        copy
-    })
+/// None outside a task, and where thread-locals are gone (a thread-local
+/// destructor).
+pub(crate) fn current_token() -> Option<Token> {
+    CURRENT
+        .try_with(|current| {
+            let token = current.take();
+            let copy = token.clone();
+            current.set(token);
+            copy
+        })
+        .ok()
+        .flatten()
 }
 
 /// Marks this thread as running a task of a run, under the run's config,
@@ -183,7 +302,16 @@ pub(crate) struct TaskFrame {
 
 impl TaskFrame {
     pub(crate) fn enter(token: Token, config: &Config) -> TaskFrame {
-        let previous = CURRENT.with(|current| current.replace(Some(token)));
+        TaskFrame::with(Some(token), config)
+    }
+
+    /// A frame of no task, under `config`: what runs inside is in no run.
+    pub(crate) fn outside(config: &Config) -> TaskFrame {
+        TaskFrame::with(None, config)
+    }
+
+    fn with(token: Option<Token>, config: &Config) -> TaskFrame {
+        let previous = CURRENT.try_with(|current| current.replace(token)).ok().flatten();
         TaskFrame {
             previous,
             _config: ScopeGuard::enter(config.clone()),
@@ -194,7 +322,7 @@ impl TaskFrame {
 impl Drop for TaskFrame {
     fn drop(&mut self) {
         let previous = self.previous.take();
-        CURRENT.with(|current| current.set(previous));
+        let _ = CURRENT.try_with(|current| current.set(previous));
     }
 }
 
@@ -290,7 +418,7 @@ mod tests {
 
     #[test]
     fn frame_sets_and_restores_the_current_task() {
-        assert!(!is_cancelled() && current_task().is_none());
+        assert!(!is_cancelled() && current_token().is_none());
         let run = Shortcircuit::new(true, None);
         {
             let _frame = TaskFrame::enter(Token::new(Arc::clone(&run), 9), &Config::default().with_workers(3));
@@ -299,6 +427,6 @@ mod tests {
             run.record_event(2);
             assert!(is_cancelled());
         }
-        assert!(!is_cancelled() && current_task().is_none());
+        assert!(!is_cancelled() && current_token().is_none());
     }
 }

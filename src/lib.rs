@@ -186,7 +186,7 @@ mod stream;
 mod sync;
 pub mod testing;
 
-pub use cancel::is_cancelled;
+pub use cancel::{current_task, is_cancelled, Task};
 pub use config::{Config, ENV_DETERMINISTIC, ENV_PARALLEL, ENV_PROGRESS, ENV_WORKERS};
 pub use error::{ConfigError, Error};
 pub use job::MapReduce;

@@ -1,6 +1,8 @@
 //! Thread pools: one per worker count, built on first use and kept for the
-//! life of the process, with threads named `mapreduce-<index>`.
+//! life of the process, with threads named `mapreduce-<index>` and stacks
+//! big enough for deep nesting ([`WORKER_STACK_BYTES`]).
 
+use std::cell::Cell;
 use std::sync::OnceLock;
 
 use parking_lot::Mutex;
@@ -9,13 +11,37 @@ use rayon::{Scope, ThreadPool, ThreadPoolBuilder};
 use crate::config::available_cores;
 use crate::error::Error;
 
+/// The stack each worker thread gets: 64 MiB of address space (rayon's
+/// default is 2 MiB), touched only as deep as nesting goes. A run nested in
+/// a task runs on the worker that started it, so each level of nesting
+/// takes a few KiB of that worker's stack: about 3 KiB for a nested
+/// `par_map_reduce` and 5 KiB for a nested stream in release builds (a few
+/// times more in debug builds), plus the job's own frames. 64 MiB is room
+/// for over ten thousand levels, where 2 MiB overflowed at about 700.
+pub(crate) const WORKER_STACK_BYTES: usize = 64 << 20;
+
+thread_local! {
+    /// Whether this thread is a worker of one of the crate's pools.
+    static OUR_WORKER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether this thread is one of our pools' workers: then it is running a
+/// task of one of our runs (or work stolen from one), and a run started
+/// here is nested in it. Any other thread, a worker of the application's
+/// own rayon pool included, starts top-level runs.
+pub(crate) fn on_our_worker() -> bool {
+    OUR_WORKER.try_with(Cell::get).unwrap_or(false)
+}
+
 /// Run `op` where a run with `workers` workers belongs and wait for it.
 ///
-/// A run started inside a task (on a pool thread) stays on that pool: no new
-/// pool, no cross-pool wait, no deadlock. A sequential run (`parallel` off)
-/// goes to the one-worker pool, where its joins run in order.
+/// A run started inside a task (on one of our workers) stays on that pool:
+/// no new pool, no cross-pool wait, no deadlock. A top-level run goes to the
+/// pool of its worker count, also from a thread of another rayon pool. A
+/// sequential run (`parallel` off) goes to the one-worker pool, where its
+/// joins run in order.
 pub(crate) fn install<R: Send>(workers: usize, parallel: bool, op: impl FnOnce() -> R + Send) -> Result<R, Error> {
-    if parallel && rayon::current_thread_index().is_some() {
+    if parallel && on_our_worker() {
         return Ok(op());
     }
     let pool = pool(if parallel { workers } else { 1 })?;
@@ -33,7 +59,7 @@ pub(crate) fn in_place_scope<'scope, R>(
     parallel: bool,
     op: impl FnOnce(&Scope<'scope>) -> R,
 ) -> Result<R, Error> {
-    if parallel && rayon::current_thread_index().is_some() {
+    if parallel && on_our_worker() {
         return Ok(rayon::in_place_scope(op));
     }
     Ok(pool(if parallel { workers } else { 1 })?.in_place_scope(op))
@@ -63,6 +89,8 @@ fn pool(workers: usize) -> Result<&'static ThreadPool, Error> {
     let pool = ThreadPoolBuilder::new()
         .num_threads(workers)
         .thread_name(|index| format!("mapreduce-{index}"))
+        .stack_size(WORKER_STACK_BYTES)
+        .start_handler(|_| OUR_WORKER.with(|ours| ours.set(true)))
         .build()
         .map_err(|err| Error::ThreadPool(err.to_string()))?;
     log::debug!("built a pool of {workers} worker thread(s)");

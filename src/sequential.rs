@@ -38,7 +38,7 @@ where
     C: ?Sized,
     J: MapReduce<I::Item, C>,
 {
-    let parent: Option<Token> = cancel::current_task();
+    let parent: Option<Token> = cancel::current_token();
     let acc = catch_panic(|| job.empty_result(ctx))?;
     let mut folded = 0usize;
     let counter = &mut folded;

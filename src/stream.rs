@@ -6,7 +6,7 @@
 //! batch buffers are reused for the whole run, so memory stays flat however
 //! long the iterator is.
 
-use std::ops::ControlFlow::{self, Break, Continue};
+use std::ops::ControlFlow::{self, Continue};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use rayon::iter::ParallelDrainRange;
@@ -15,9 +15,9 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::cancel::{self, Shortcircuit};
+use crate::cancel::{self, Shortcircuit, TaskFrame};
 use crate::config::Config;
-use crate::engine::{self, into_value, Run};
+use crate::engine::{self, into_value, Part, Piece, Run};
 use crate::error::{catch_panic, Error, Panic};
 use crate::job::MapReduce;
 use crate::pool;
@@ -62,11 +62,19 @@ where
         return sequential::fold(items.into_iter(), ctx, &job).map(into_value);
     }
     let workers = config.num_workers()?;
-    log::debug!("streamed run {:?}: {workers} worker(s)", job.description());
-    stream(items.into_iter(), ctx, &job, config, workers)
+    let description = engine::description_of(&job)?;
+    log::debug!("streamed run {description:?}: {workers} worker(s)");
+    stream(items.into_iter(), ctx, &job, &description, config, workers)
 }
 
-fn stream<I, C, J>(items: I, ctx: &C, job: &J, config: Config, workers: usize) -> Result<J::Acc, Error>
+fn stream<I, C, J>(
+    items: I,
+    ctx: &C,
+    job: &J,
+    description: &str,
+    config: Config,
+    workers: usize,
+) -> Result<J::Acc, Error>
 where
     I: Iterator,
     I::Item: Send,
@@ -78,8 +86,8 @@ where
         _ => None,
     };
     let tally = Tally::new();
-    let mut monitor = Monitor::for_run(&config, job.description(), total);
-    let child = progress::child_for_run(&config, job.description(), total);
+    let mut monitor = Monitor::for_run(&config, description, total);
+    let child = progress::child_for_run(&config, description, total);
     let watched = match (&monitor, &child) {
         (Some(_), _) => Some(&tally),
         (None, Some(child)) => Some(child.tally()),
@@ -89,6 +97,7 @@ where
     if let Some(monitor) = monitor {
         monitor.finish(&tally, &outcome);
     }
+    engine::log_outcome(description, &outcome);
     outcome.map(into_value)
 }
 
@@ -102,13 +111,15 @@ struct Slot<T, A> {
     finished: Finished,
 }
 
-/// A folded batch: its result, and its emptied buffer for reuse.
-type Folded<T, A> = (Result<ControlFlow<A, A>, Error>, Vec<T>);
+/// A folded batch: what came of it, and its emptied buffer for reuse.
+type Folded<T, A> = (Piece<A>, Vec<T>);
 
 /// Read batches in order and fold them on the pool, `IN_FLIGHT` at a time,
-/// merging their results in order. All batches share one run, whose task
+/// joining their pieces in order. All batches share one run, whose task
 /// positions are the items' indices, so a `Break` in one batch cancels the
-/// batches after it at once, as it would inside a single batch.
+/// batches after it at once, and batches join by the same rules as the
+/// tasks inside one batch: the stream's answer is the one a single batch of
+/// all its items would give.
 fn fold_batches<I, C, J>(
     items: I,
     ctx: &C,
@@ -124,17 +135,18 @@ where
     C: Sync + ?Sized,
     J: MapReduce<I::Item, C>,
 {
-    let state = Shortcircuit::new(config.deterministic(), cancel::current_task());
+    let state = Shortcircuit::new(config.deterministic(), cancel::current_token());
     let run = Run::new(job, ctx, config.clone(), Arc::clone(&state), tally);
     let slots: [Slot<I::Item, J::Acc>; IN_FLIGHT] = std::array::from_fn(|_| Slot {
         folded: Mutex::new(None),
         finished: Finished::new(),
     });
     let mut reader = Reader { items, read: 0 };
-    let mut acc = catch_panic(|| job.empty_result(ctx))?;
+    // The pieces of the batches joined so far, in order.
+    let mut joined: Option<Piece<J::Acc>> = None;
     // Inside a task, this thread is one of the pool's workers: it must not
     // block on a signal, or a pool whose workers all do so would deadlock.
-    let nested = rayon::current_thread_index().is_some();
+    let nested = pool::on_our_worker();
     let outcome = pool::in_place_scope(workers, true, |scope| {
         let mut batch_len = (FIRST_BATCH_PER_WORKER * workers).min(max_batch_len::<I::Item>());
         let mut spare: Vec<Vec<I::Item>> = Vec::new();
@@ -167,7 +179,10 @@ where
                 let run = &run;
                 let fold = move || {
                     let _signal = slot.finished.on_drop();
-                    let folded = engine::drive(batch.par_drain(..), run, Some(first_index));
+                    // While this batch's joins wait, stolen work of other
+                    // tasks may run on this thread: it is no task of ours.
+                    let _outside = TaskFrame::outside(&run.config);
+                    let folded = engine::drive_piece(batch.par_drain(..), run, Some(first_index));
                     *slot.folded.lock() = Some((folded, batch));
                 };
                 if nested {
@@ -181,50 +196,37 @@ where
                 spawned += 1;
             }
             let Some(oldest) = pending.pop_front() else {
-                return match read_error {
-                    Some(err) => Err(err),
-                    None => Ok(Continue(acc)),
+                // Every batch is in: the answer, unless the input panicked
+                // (after the items read before it, which decide nothing).
+                return match (joined.take(), read_error) {
+                    (_, Some(err)) => Err(err),
+                    (Some(piece), None) => run.finish(piece),
+                    (None, None) => catch_panic(|| job.empty_result(ctx)).map(Continue),
                 };
             };
-            let mut collect = |slot: &Slot<I::Item, J::Acc>| {
-                match (monitor.as_mut(), tally) {
-                    (Some(monitor), Some(tally)) => monitor.watch(tally, &slot.finished),
-                    _ => slot.finished.wait_done(),
-                }
-                let (folded, buffer) = slot
-                    .folded
-                    .lock()
-                    .take()
-                    .unwrap_or_else(|| unreachable!("a batch signals only after leaving its result"));
-                spare.push(buffer);
-                folded
-            };
-            let flow = match collect(&slots[oldest]) {
-                // Any order: an event in a later batch cancelled this one;
-                // the answer ends at that event.
-                Err(Error::Cancelled) if !state.is_aborted() => continue,
-                // A `merge` in a later batch panicked and aborted the run:
-                // that batch carries the panic.
-                Err(Error::Cancelled) => {
-                    let later = pending.drain(..).map(|slot| collect(&slots[slot])).collect::<Vec<_>>();
-                    let panicked = later.into_iter().find_map(|folded| match folded {
-                        Err(panic @ Error::Panicked { .. }) => Some(panic),
-                        _ => None,
-                    });
-                    Err(panicked.unwrap_or(Error::Cancelled))
-                }
-                Ok(Continue(batch_acc)) => catch_panic(|| job.merge(acc, batch_acc)),
-                Ok(Break(batch_acc)) => catch_panic(|| job.merge(acc, batch_acc)).map(|flow| Break(into_value(flow))),
-                Err(err) => Err(err),
-            };
-            match flow {
-                Ok(Continue(next)) => acc = next,
-                ended => {
-                    // Stop the batches still in flight: their items cannot matter.
-                    state.abort();
-                    return ended;
-                }
+            let slot = &slots[oldest];
+            match (monitor.as_mut(), tally) {
+                (Some(monitor), Some(tally)) => monitor.watch(tally, &slot.finished),
+                _ => slot.finished.wait_done(),
             }
+            let (piece, buffer) = slot
+                .folded
+                .lock()
+                .take()
+                .unwrap_or_else(|| unreachable!("a batch signals only after leaving its result"));
+            spare.push(buffer);
+            let piece = match joined.take() {
+                Some(left) => run.join(left, piece),
+                None => piece,
+            };
+            if matches!(piece.part, Part::Broke(_) | Part::Failed { .. }) {
+                // Every batch left of this event is joined: it is the answer.
+                let outcome = run.finish(piece);
+                // Stop the batches still in flight: their items cannot matter.
+                state.abort();
+                return outcome;
+            }
+            joined = Some(piece);
         }
     })?;
     outcome

@@ -1,8 +1,11 @@
 //! Thousands of randomized fault runs: no hang, no wrong answer, nothing
 //! leaked. Each case draws its item count (0 included), worker count (1–8,
-//! more than the cores too), mode, input kind, `Break`s, panics in
-//! `compute`, `process_result` and `merge`, nested runs (parallel and
-//! streamed) up to depth 3 and
+//! more than the cores too), mode, input kind, `Break`s (in `process_result`
+//! and, for adjacent pairs that straddle two stretches, found only by
+//! `merge`), panics in `compute`, `process_result` and `merge` (also merges
+//! that panic only right of the sequential answer), nested runs (parallel
+//! and streamed) up to depth 3, `compute` that runs rayon work of its own
+//! polling its task, runs started from the application's own rayon pool, and
 //! slow items from a seed, and is checked against `seq_map_reduce`:
 //! deterministic runs must be identical (panics included), any-order runs
 //! must end at a `Break` or be identical. A failure names its seed; replay
@@ -58,17 +61,62 @@ enum Input {
     InOrder,
 }
 
+/// An output is `item * SCALE + extra`: `extra` counts what `compute` saw.
+const SCALE: u64 = 1_000_000;
+/// In `extra`: one of these for each inner closure that saw its item's task
+/// cancelled while the item was needed (never, when the answer is right).
+const SAW_CANCELLED: u64 = 1000;
+
 /// Collects items in order, with scripted faults; `compute` of a nested
 /// job runs a run of its own, one level down.
 #[derive(Debug)]
 struct Faulty {
     breaks: BTreeSet<u64>,
+    /// A `Break` at the second of two adjacent items that are both in this
+    /// set; when the pair straddles two stretches, only `merge` finds it.
+    pair_breaks: BTreeSet<u64>,
     compute_panics: BTreeSet<u64>,
     process_panics: BTreeSet<u64>,
     /// `merge` panics once both sides hold at least this many items.
     merge_panic_at: Option<usize>,
+    /// `merge` panics when both sides start right of this item: right of
+    /// the sequential answer, where a deterministic run never needs to go.
+    merge_panic_right_of: Option<u64>,
     slow: BTreeSet<u64>,
+    /// `compute` runs rayon work of its own that polls the item's task.
+    inner_parallel: bool,
     depth: u32,
+}
+
+impl Faulty {
+    fn calm(depth: u32) -> Faulty {
+        Faulty {
+            breaks: BTreeSet::new(),
+            pair_breaks: BTreeSet::new(),
+            compute_panics: BTreeSet::new(),
+            process_panics: BTreeSet::new(),
+            merge_panic_at: None,
+            merge_panic_right_of: None,
+            slow: BTreeSet::new(),
+            inner_parallel: false,
+            depth,
+        }
+    }
+
+    /// The item where a sequential run ends early, if it does.
+    fn first_event(&self, len: u64) -> Option<u64> {
+        let pair = (1..len).find(|&i| self.pair_breaks.contains(&(i - 1)) && self.pair_breaks.contains(&i));
+        [
+            self.breaks.first().copied(),
+            self.compute_panics.first().copied(),
+            self.process_panics.first().copied(),
+            pair,
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|&item| item < len)
+        .min()
+    }
 }
 
 impl MapReduce<u64> for Faulty {
@@ -85,17 +133,21 @@ impl MapReduce<u64> for Faulty {
         if self.compute_panics.contains(&item) {
             panic!("{SCRIPTED} in compute at {item}");
         }
+        let mut extra = 0;
+        if self.inner_parallel && item % 3 == 0 {
+            let task = mapreduce::current_task();
+            let saw = (0..64u64)
+                .into_par_iter()
+                .map(move |_| u64::from(task.is_cancelled()))
+                .sum::<u64>();
+            // What a cancelled item returns is discarded: only a needed
+            // item that saw itself cancelled changes the answer.
+            extra += saw * SAW_CANCELLED;
+        }
         if self.depth > 0 && item % 7 == 0 {
             // No breaks inside: an any-order inner run may end at either of
             // two, and the outer answer would then differ from sequential.
-            let inner = Faulty {
-                breaks: BTreeSet::new(),
-                compute_panics: BTreeSet::new(),
-                process_panics: BTreeSet::new(),
-                merge_panic_at: None,
-                slow: BTreeSet::new(),
-                depth: self.depth - 1,
-            };
+            let inner = Faulty::calm(self.depth - 1);
             // An inner run of a cancelled item may end `Cancelled`: its
             // output is discarded then, so any value will do.
             let inner_run = if item % 2 == 0 {
@@ -103,18 +155,18 @@ impl MapReduce<u64> for Faulty {
             } else {
                 par_map_reduce_iter(0..item % 11, &(), &inner)
             };
-            let nested = inner_run.map_or(0, |acc| acc.len() as u64);
-            return item * 1000 + nested;
+            extra += inner_run.map_or(0, |acc| acc.len() as u64);
         }
-        item * 1000
+        item * SCALE + extra
     }
     fn process_result(&self, new: u64, mut acc: Vec<u64>) -> ControlFlow<Vec<u64>, Vec<u64>> {
-        let item = new / 1000;
+        let item = new / SCALE;
         if self.process_panics.contains(&item) {
             panic!("{SCRIPTED} in process_result at {item}");
         }
+        let pair = acc.last().is_some_and(|last| self.is_pair(last / SCALE, item));
         acc.push(new);
-        if self.breaks.contains(&item) {
+        if self.breaks.contains(&item) || pair {
             Break(acc)
         } else {
             Continue(acc)
@@ -127,8 +179,31 @@ impl MapReduce<u64> for Faulty {
         {
             panic!("{SCRIPTED} in merge");
         }
+        let starts_right = |acc: &[u64]| {
+            let first = acc.first().map(|value| value / SCALE);
+            first
+                .zip(self.merge_panic_right_of)
+                .is_some_and(|(first, of)| first > of)
+        };
+        if starts_right(&left) && starts_right(&right) {
+            panic!("{SCRIPTED} in a merge right of the answer");
+        }
+        if let (Some(last), Some(&first)) = (left.last(), right.first()) {
+            if self.is_pair(last / SCALE, first / SCALE) {
+                // The pair straddles the two stretches: the run ends there.
+                left.push(first);
+                return Break(left);
+            }
+        }
         left.append(&mut right);
         Continue(left)
+    }
+}
+
+impl Faulty {
+    /// Whether `item` right after `previous` makes a pair that breaks.
+    fn is_pair(&self, previous: u64, item: u64) -> bool {
+        previous + 1 == item && self.pair_breaks.contains(&previous) && self.pair_breaks.contains(&item)
     }
 }
 
@@ -138,7 +213,21 @@ struct Case {
     workers: isize,
     deterministic: bool,
     input: Input,
+    /// Started from a thread of the application's own rayon pool.
+    foreign_pool: bool,
     job: Faulty,
+}
+
+/// The application's own rayon pool, for runs started from its threads.
+fn foreign_pool() -> &'static rayon::ThreadPool {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .thread_name(|i| format!("application-{i}"))
+            .build()
+            .unwrap()
+    })
 }
 
 impl Case {
@@ -156,24 +245,39 @@ impl Case {
             Input::Streamed,
             Input::InOrder,
         ][rng.below(5) as usize];
-        let job = Faulty {
+        let mut job = Faulty {
             breaks: rng.set(len, 50),
+            pair_breaks: if rng.chance(25) {
+                // Pairs, some of them adjacent: `(k, k + 1)`.
+                (0..1 + rng.below(3))
+                    .map(|_| rng.below(len + 1))
+                    .flat_map(|k| [k, k + 1])
+                    .collect()
+            } else {
+                BTreeSet::new()
+            },
             compute_panics: rng.set(len, 25),
             process_panics: rng.set(len, 15),
             merge_panic_at: rng.chance(10).then(|| 1 + rng.below(200) as usize),
+            merge_panic_right_of: None,
             slow: if rng.chance(10) {
                 rng.set(len, 100)
             } else {
                 BTreeSet::new()
             },
+            inner_parallel: rng.chance(15),
             depth: rng.below(4) as u32,
         };
+        if rng.chance(20) {
+            job.merge_panic_right_of = job.first_event(len);
+        }
         Case {
             seed,
             len,
             workers: 1 + rng.below(8) as isize,
             deterministic: rng.chance(60),
             input,
+            foreign_pool: rng.chance(15),
             job,
         }
     }
@@ -184,13 +288,20 @@ impl Case {
             .with_deterministic(self.deterministic)
             .with_progress_bars(false);
         let (len, job) = (self.len, &self.job);
-        config.scope(|| match self.input {
-            Input::Range => par_map_reduce(0..len, &(), job),
-            Input::Vec => par_map_reduce((0..len).collect::<Vec<_>>(), &(), job),
-            Input::Unindexed => (0..len).into_par_iter().filter(|_| true).map_reduce(&(), job),
-            Input::Streamed => par_map_reduce_iter(0..len, &(), job),
-            Input::InOrder => par_map_reduce_in_order((0..len).collect::<Vec<_>>(), &(), job),
-        })
+        let run = || {
+            config.scope(|| match self.input {
+                Input::Range => par_map_reduce(0..len, &(), job),
+                Input::Vec => par_map_reduce((0..len).collect::<Vec<_>>(), &(), job),
+                Input::Unindexed => (0..len).into_par_iter().filter(|_| true).map_reduce(&(), job),
+                Input::Streamed => par_map_reduce_iter(0..len, &(), job),
+                Input::InOrder => par_map_reduce_in_order((0..len).collect::<Vec<_>>(), &(), job),
+            })
+        };
+        if self.foreign_pool {
+            foreign_pool().install(run)
+        } else {
+            run()
+        }
     }
 
     /// Why `found` is not an answer this case may give, if it is not.
@@ -200,7 +311,8 @@ impl Case {
             Err(Error::Panicked { message, .. }) => Some(message.clone()),
             _ => None,
         };
-        // Sequential runs never merge: a merge panic is a valid failure.
+        // Sequential runs never merge: a merge panic is a valid failure
+        // (but never one that only merges right of the answer make).
         if message(found).is_some_and(|m| m.ends_with("in merge")) && self.job.merge_panic_at.is_some() {
             return Ok(());
         }
@@ -217,7 +329,12 @@ impl Case {
         if !self.deterministic {
             match found {
                 Ok(acc) => {
-                    let ends_at_break = acc.last().is_some_and(|last| self.job.breaks.contains(&(last / 1000)));
+                    let ends_at_break = acc.last().is_some_and(|&last| {
+                        let last_item = last / SCALE;
+                        let before = acc.len().checked_sub(2).map(|i| acc[i] / SCALE);
+                        self.job.breaks.contains(&last_item)
+                            || before.is_some_and(|before| self.job.is_pair(before, last_item))
+                    });
                     let ordered = acc.windows(2).all(|w| w[0] < w[1]);
                     if ends_at_break && ordered {
                         return Ok(());
@@ -228,7 +345,7 @@ impl Case {
             }
         }
         Err(format!(
-            "seed {}: {} items, {} workers, {}, {:?}, depth {}: found {}, sequential {}",
+            "seed {}: {} items, {} workers, {}, {:?}{}, depth {}: found {}, sequential {}; {:?}",
             self.seed,
             self.len,
             self.workers,
@@ -238,9 +355,11 @@ impl Case {
                 "any order"
             },
             self.input,
+            if self.foreign_pool { " from a foreign pool" } else { "" },
             self.job.depth,
             brief(found),
-            brief(&expected)
+            brief(&expected),
+            self.job
         ))
     }
 }

@@ -79,7 +79,7 @@ where
         } else {
             match self.run.guarded(position, || self.run.job.empty_result(self.run.ctx)) {
                 Ok(acc) => Part::Done(acc),
-                Err(payload) => self.run.settle_panic(position, None, payload),
+                Err(payload) => self.run.settle_panic(position, None, payload, None),
             }
         };
         MapReduceFolder {
@@ -141,7 +141,8 @@ pub(crate) struct MapReduceFolder<'r, 'a, T, J: MapReduce<T, C>, C: ?Sized> {
 /// The per-item loop: one relaxed load and the user's two calls, their
 /// panics caught per item (which costs nothing unless one happens), so the
 /// count of folded items stays in a register. Returns the count and how the
-/// fold stopped.
+/// fold stopped. A panic in `compute` leaves the accumulator whole, and it
+/// goes with the panic (see [`Part::Failed`]).
 #[inline(never)]
 fn fold<T, J, C, I>(
     job: &J,
@@ -162,10 +163,14 @@ where
         if horizon.load(Ordering::Relaxed) < position {
             return (folded, Step::Cancelled);
         }
-        match catch_unwind(AssertUnwindSafe(|| job.process_result(job.compute(item, ctx), acc))) {
+        let output = match catch_unwind(AssertUnwindSafe(|| job.compute(item, ctx))) {
+            Ok(output) => output,
+            Err(payload) => return (folded, Step::Panicked(payload, Some(acc))),
+        };
+        match catch_unwind(AssertUnwindSafe(|| job.process_result(output, acc))) {
             Ok(Continue(next)) => acc = next,
             Ok(Break(last)) => return (folded + 1, Step::Broke(last)),
-            Err(payload) => return (folded, Step::Panicked(payload)),
+            Err(payload) => return (folded, Step::Panicked(payload, None)),
         }
         folded += 1;
     }
@@ -213,7 +218,8 @@ enum Step<A> {
     Done(A),
     Broke(A),
     Cancelled,
-    Panicked(Box<dyn Any + Send>),
+    /// A panic, with the accumulator of the items before it if it survived.
+    Panicked(Box<dyn Any + Send>, Option<A>),
 }
 
 impl<T, J, C> Folder<T> for MapReduceFolder<'_, '_, T, J, C>
@@ -267,12 +273,12 @@ where
                         Part::Broke(acc)
                     }
                     Step::Cancelled => Part::Skipped,
-                    Step::Panicked(payload) => run.settle_panic(position, at(folded), payload),
+                    Step::Panicked(payload, prefix) => run.settle_panic(position, at(folded), payload, prefix),
                 }
             }
             // The input's own adaptors panicked (a `map` before `map_reduce`,
             // say): which item they were producing is not known.
-            Err(payload) => run.settle_panic(position, None, payload),
+            Err(payload) => run.settle_panic(position, None, payload, None),
         };
         self
     }

@@ -9,16 +9,13 @@ use std::ops::ControlFlow::{self, Break, Continue};
 
 use rayon::iter::{IndexedParallelIterator, ParallelIterator};
 
-pub(crate) use run::Run;
 #[cfg(feature = "mpi")]
-pub(crate) use {
-    in_order::{BLOCKS_AT_MOST, FIRST_BLOCK_PER_WORKER},
-    run::{Part, Piece},
-};
+pub(crate) use in_order::{BLOCKS_AT_MOST, FIRST_BLOCK_PER_WORKER};
+pub(crate) use run::{Part, Piece, Run};
 
-use crate::cancel::{self, Shortcircuit};
+use crate::cancel::{self, Shortcircuit, TaskFrame};
 use crate::config::Config;
-use crate::error::Error;
+use crate::error::{catch_panic, Error};
 use crate::job::MapReduce;
 use crate::pool;
 use crate::progress::{self, ChildGuard, Finished, Monitor, Tally};
@@ -57,12 +54,12 @@ where
 {
     let config = Config::current();
     config.check()?;
+    let description = description_of(job)?;
     let workers = if config.parallel() { config.num_workers()? } else { 1 };
     let parallel = config.parallel();
     let deterministic = config.deterministic();
     log::debug!(
-        "run {:?}: {workers} worker(s), {}{}",
-        job.description(),
+        "run {description:?}: {workers} worker(s), {}{}",
         if parallel { "parallel" } else { "sequential" },
         if deterministic {
             ", deterministic"
@@ -70,12 +67,20 @@ where
             ", any order"
         },
     );
-    let state = Shortcircuit::new(deterministic, cancel::current_task());
+    let state = Shortcircuit::new(deterministic, cancel::current_token());
     let tally = Tally::new();
-    let Some(mut monitor) = Monitor::for_run(&config, job.description(), total) else {
-        let child = progress::child_for_run(&config, job.description(), total);
+    let Some(mut monitor) = Monitor::for_run(&config, &description, total) else {
+        let child = progress::child_for_run(&config, &description, total);
         let run = Run::new(job, ctx, config, state, child.as_ref().map(ChildGuard::tally));
-        return pool::install(workers, parallel, || driver(&run))?.map(into_value);
+        let outcome = pool::install(workers, parallel, || {
+            // Nested in a task, this worker waits inside the run's joins, and
+            // may run work stolen from other tasks' items meanwhile: none of
+            // it is this thread's task (the run's own tasks set theirs).
+            let _outside = TaskFrame::outside(&run.config);
+            driver(&run)
+        })?;
+        log_outcome(&description, &outcome);
+        return outcome.map(into_value);
     };
     // Someone watches: the run goes to the pool, this thread draws.
     let run = Run::new(job, ctx, config, state, Some(&tally));
@@ -90,7 +95,23 @@ where
     })?;
     let outcome = outcome.unwrap_or_else(|| unreachable!("rayon's scope waits for the run it spawned"));
     monitor.finish(&tally, &outcome);
+    log_outcome(&description, &outcome);
     outcome.map(into_value)
+}
+
+/// The job's description, read once when a run starts: a panic in it fails
+/// the run like a panic in any other part of the job.
+pub(crate) fn description_of<T, C: ?Sized, J: MapReduce<T, C>>(job: &J) -> Result<String, Error> {
+    catch_panic(|| job.description().to_owned())
+}
+
+/// Say at debug level how a run ended, when it did not simply complete.
+pub(crate) fn log_outcome<A>(description: &str, outcome: &Result<ControlFlow<A, A>, Error>) {
+    match outcome {
+        Ok(Break(_)) => log::debug!("run {description:?} shortcircuited"),
+        Err(err) => log::debug!("run {description:?} failed: {err}"),
+        Ok(Continue(_)) => {}
+    }
 }
 
 /// Drive `items` through `run` on the current thread's pool. `first_index`
@@ -105,16 +126,20 @@ where
     C: Sync + ?Sized,
     J: MapReduce<P::Item, C>,
 {
+    run.finish(drive_piece(items, run, first_index))
+}
+
+/// [`drive`], stopping short of the answer: the piece that covers `items`,
+/// to be joined with its neighbours (the batches of a stream).
+pub(crate) fn drive_piece<P, C, J>(items: P, run: &Run<'_, P::Item, J, C>, first_index: Option<usize>) -> Piece<J::Acc>
+where
+    P: ParallelIterator,
+    C: Sync + ?Sized,
+    J: MapReduce<P::Item, C>,
+{
     // Only an input with a known length is split at exact item counts.
     let first_index = first_index.filter(|_| items.opt_len().is_some());
-    let piece = items.drive_unindexed(MapReduceConsumer::new(run, first_index));
-    let outcome = run.finish(piece);
-    match &outcome {
-        Ok(Break(_)) => log::debug!("run {:?} shortcircuited", run.job.description()),
-        Err(err) => log::debug!("run {:?} failed: {err}", run.job.description()),
-        Ok(Continue(_)) => {}
-    }
-    outcome
+    items.drive_unindexed(MapReduceConsumer::new(run, first_index))
 }
 
 /// The accumulator, whether the run broke or not.

@@ -20,11 +20,27 @@ pub(crate) enum Part<A> {
     Done(A),
     /// A `Break` ended the stretch: nothing right of it matters.
     Broke(A),
-    /// A panic ended the stretch: nothing right of it matters.
-    Failed(Panic),
+    /// A panic ended the stretch: nothing right of it matters. `prefix` is
+    /// the accumulator of the first items of the stretch, all left of the
+    /// one that panicked, when one survived: all of them after a panic in
+    /// `compute`; none of the panicking task's own after one in
+    /// `process_result` or `merge`, which consumed them, but still those of
+    /// the tasks joined in from its left. Merged with what lies left, it may
+    /// still end in a `Break`, which then wins, as it would in a sequential
+    /// run that never reaches the panicking item.
+    Failed { panic: Panic, prefix: Option<A> },
     /// The stretch was cancelled: an event left of it ended the run (or the
     /// run aborted), so its items cannot matter.
     Skipped,
+}
+
+/// What came of a `merge`.
+enum Merged<A> {
+    Flow(ControlFlow<A, A>),
+    /// It panicked: the failed part that replaces the two.
+    Failed(Part<A>),
+    /// The run was aborted before it.
+    Aborted,
 }
 
 /// The result of a task or of a join of tasks: a `Part` and the position of
@@ -42,8 +58,8 @@ pub(crate) struct Run<'a, T, J: MapReduce<T, C>, C: ?Sized> {
     pub(crate) config: Config,
     /// Where tasks count the items they process, when someone watches.
     pub(crate) tally: Option<&'a Tally>,
-    /// A panic outside the items (in `merge`; on rank 0 of an MPI run, also
-    /// in what watches the run): it aborts the run and is its result.
+    /// A panic outside the items and the job (on rank 0 of an MPI run, in
+    /// what watches the run): it aborts the run and is its result.
     failure: Mutex<Option<Panic>>,
     _item: PhantomData<fn(T)>,
 }
@@ -82,60 +98,95 @@ impl<'a, T, J: MapReduce<T, C>, C: ?Sized> Run<'a, T, J, C> {
         position: usize,
         index: Option<usize>,
         payload: Box<dyn std::any::Any + Send>,
+        prefix: Option<A>,
     ) -> Part<A> {
         if self.state.is_past(position) {
             Part::Skipped
         } else {
             self.state.record_event(position);
-            Part::Failed(Panic::new(index, payload))
+            Part::Failed {
+                panic: Panic::new(index, payload),
+                prefix,
+            }
         }
     }
 
     /// Join two adjacent pieces, `left` before `right`: the leftmost event
-    /// wins, as it would in a sequential run.
+    /// wins, as it would in a sequential run. A panic is an event at its
+    /// stretch, not before it: when everything left of it is done, the
+    /// items folded before it are merged in too, and a `Break` that merge
+    /// finds wins over the panic.
     pub(crate) fn join(&self, left: Piece<J::Acc>, right: Piece<J::Acc>) -> Piece<J::Acc> {
+        let position = left.position;
         let part = match (left.part, right.part) {
-            (event @ (Part::Broke(_) | Part::Failed(_)), _) => event,
-            (Part::Skipped, event @ (Part::Broke(_) | Part::Failed(_))) => event,
+            (event @ (Part::Broke(_) | Part::Failed { .. }), _) => event,
+            (Part::Skipped, event @ (Part::Broke(_) | Part::Failed { .. })) => event,
             (Part::Skipped, _) | (Part::Done(_), Part::Skipped) => Part::Skipped,
-            (Part::Done(_), failed @ Part::Failed(_)) => failed,
-            (Part::Done(l), Part::Done(r)) => match self.merge(left.position, l, r) {
-                Some(Continue(acc)) => Part::Done(acc),
-                Some(Break(acc)) => {
+            (Part::Done(l), Part::Done(r)) => match self.merge(position, l, r, false) {
+                Merged::Flow(Continue(acc)) => Part::Done(acc),
+                Merged::Flow(Break(acc)) => {
                     // The merged stretch ends the run: everything right of
                     // its right half (which is complete) is cancelled.
                     self.state.record_event(right.position);
                     Part::Broke(acc)
                 }
-                None => Part::Skipped,
+                Merged::Failed(part) => part,
+                Merged::Aborted => Part::Skipped,
             },
-            (Part::Done(l), Part::Broke(r)) => match self.merge(left.position, l, r) {
-                Some(Continue(acc) | Break(acc)) => Part::Broke(acc),
-                None => Part::Skipped,
+            (Part::Done(l), Part::Broke(r)) => match self.merge(position, l, r, true) {
+                Merged::Flow(Continue(acc) | Break(acc)) => Part::Broke(acc),
+                Merged::Failed(part) => part,
+                Merged::Aborted => Part::Skipped,
+            },
+            // The right part lost its prefix (a panic in `process_result` or
+            // `merge` consumed it), but `l` is a prefix of the joined stretch
+            // too: every item of it lies left of the failure, so a `Break`
+            // that a merge with `l` finds further left is one the sequential
+            // run meets first.
+            (Part::Done(l), Part::Failed { panic, prefix: None }) => Part::Failed { panic, prefix: Some(l) },
+            (Part::Done(l), Part::Failed { panic, prefix: Some(r) }) => match self.merge(position, l, r, true) {
+                Merged::Flow(Continue(acc)) => Part::Failed {
+                    panic,
+                    prefix: Some(acc),
+                },
+                Merged::Flow(Break(acc)) => {
+                    self.state.record_event(right.position);
+                    Part::Broke(acc)
+                }
+                Merged::Failed(part) => part,
+                Merged::Aborted => Part::Skipped,
             },
         };
-        Piece {
-            position: left.position,
-            part,
-        }
+        Piece { position, part }
     }
 
-    /// `merge`, unless the run is aborted; a panic aborts it.
-    fn merge(&self, position: usize, left: J::Acc, right: J::Acc) -> Option<ControlFlow<J::Acc, J::Acc>> {
+    /// `merge` of the stretch starting at `position`, unless the run is
+    /// aborted. A panic in it is an event at that stretch, like a panic in
+    /// one of its items: a `Break` or panic left of it still wins, and what
+    /// lies right of it (where the answer cannot be) is cancelled. So a
+    /// merge that would panic only right of the answer never changes it.
+    /// When `right` holds an event (it broke or failed), the merge carried
+    /// that event: its panic fails the stretch even where every task counts
+    /// as cancelled (any order), or the event would be lost with it.
+    fn merge(&self, position: usize, left: J::Acc, right: J::Acc, right_has_event: bool) -> Merged<J::Acc> {
         if self.state.is_aborted() {
-            return None;
+            return Merged::Aborted;
         }
         match self.guarded(position, || self.job.merge(left, right)) {
-            Ok(flow) => Some(flow),
-            Err(payload) => {
-                log::debug!("merge panicked: the run is aborted");
-                self.fail(Panic::new(None, payload));
-                None
+            Ok(flow) => Merged::Flow(flow),
+            Err(payload) if right_has_event => {
+                self.state.record_event(position);
+                Merged::Failed(Part::Failed {
+                    panic: Panic::new(None, payload),
+                    prefix: None,
+                })
             }
+            Err(payload) => Merged::Failed(self.settle_panic(position, None, payload, None)),
         }
     }
 
     /// Abort the run with `panic` as its result (the first one stays).
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
     pub(crate) fn fail(&self, panic: Panic) {
         self.failure.lock().get_or_insert(panic);
         self.state.abort();
@@ -160,7 +211,7 @@ impl<'a, T, J: MapReduce<T, C>, C: ?Sized> Run<'a, T, J, C> {
         match piece.part {
             Part::Done(acc) => Ok(Continue(acc)),
             Part::Broke(acc) => Ok(Break(acc)),
-            Part::Failed(panic) => Err(panic.into()),
+            Part::Failed { panic, .. } => Err(panic.into()),
             // A skipped piece has an event left of it, and the leftmost
             // event survives every join: a whole run is skipped only when
             // the event lies before its items (a streamed batch after the

@@ -92,7 +92,7 @@ impl<A> Coordinator<A> {
         C: ?Sized,
     {
         self.outstanding -= 1;
-        if matches!(piece.part, Part::Broke(_) | Part::Failed(_)) {
+        if matches!(piece.part, Part::Broke(_) | Part::Failed { .. }) {
             // The rank told its event already, unless the block ended
             // first; the block's own position is left of the event.
             run.state.record_event(piece.position);
@@ -118,7 +118,7 @@ impl<A> Coordinator<A> {
     {
         let prefix_ended = matches!(
             self.joined.as_ref().map(|piece| &piece.part),
-            Some(Part::Broke(_) | Part::Failed(_))
+            Some(Part::Broke(_) | Part::Failed { .. })
         );
         self.joined_to == self.len
             || prefix_ended
@@ -235,7 +235,7 @@ mod tests {
         );
         coordinator.report(&run, b.0, b.1, piece(b.0, Part::Broke(vec![4])));
         let panic = Panic::new(Some(2), Box::new("bad item".to_owned()));
-        coordinator.report(&run, a.0, a.1, piece(a.0, Part::Failed(panic)));
+        coordinator.report(&run, a.0, a.1, piece(a.0, Part::Failed { panic, prefix: None }));
         assert!(coordinator.is_decided(&run));
         let err = coordinator.finish(&run).map(|_| ()).unwrap_err();
         assert_eq!(err.index(), Some(2));

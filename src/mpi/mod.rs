@@ -160,7 +160,7 @@ where
     let config = config.with_deterministic(deterministic);
     log::debug!(
         "mpi run {:?}: rank {} of {}, {workers} worker(s), {len} items",
-        job.description(),
+        crate::engine::description_of(&job).unwrap_or_default(),
         link.rank,
         link.size
     );

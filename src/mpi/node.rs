@@ -176,7 +176,7 @@ where
                 }
                 if coordinator.is_decided(run) {
                     decided = true;
-                    log::debug!("mpi run {:?}: answer known, stopping every rank", run.job.description());
+                    log::debug!("mpi run: answer known, stopping every rank");
                     for rank in 1..link.size {
                         link.send(rank, &Down::Stop);
                     }
@@ -251,7 +251,7 @@ where
                     // A failed `merge` aborted this rank's run: it is the
                     // outcome of the block it happened in.
                     let part = match run.take_failure() {
-                        Some(panic) => Part::Failed(panic),
+                        Some(panic) => Part::Failed { panic, prefix: None },
                         None => finished.piece.part,
                     };
                     // The pool goes on with the next block while the result
@@ -360,7 +360,7 @@ impl<P: Producer, A: Send> Blocks<P, A> {
             }))
             .unwrap_or_else(|payload| Piece {
                 position,
-                part: run.settle_panic(position, None, payload),
+                part: run.settle_panic(position, None, payload, None),
             });
             // The receiver lives until the scope ends, which waits for us.
             let _ = sender.send(Finished { start, len, piece });
@@ -398,18 +398,37 @@ fn to_wire<A: Serialize>(part: Part<A>) -> WirePart {
     match part {
         Part::Done(acc) => encoded(&acc).map_or_else(WirePart::Failed, WirePart::Done),
         Part::Broke(acc) => encoded(&acc).map_or_else(WirePart::Failed, WirePart::Broke),
-        Part::Failed(panic) => WirePart::Failed(WirePanic::of_panic(&panic)),
+        Part::Failed { panic, prefix } => {
+            let panic = WirePanic::of_panic(&panic);
+            // A prefix that does not encode is one rank 0 cannot merge: the
+            // panic stands alone, as after a panic in `process_result`.
+            match prefix.map(|acc| encoded(&acc)) {
+                Some(Ok(bytes)) => WirePart::FailedAfter(panic, bytes),
+                _ => WirePart::Failed(panic),
+            }
+        }
         Part::Skipped => WirePart::Skipped,
     }
 }
 
 /// A block's outcome, arrived.
 fn from_wire<A: DeserializeOwned>(part: WirePart) -> Part<A> {
-    let failed = |message| Part::Failed(WirePanic::without_item(message).into_panic());
+    let failed = |panic: WirePanic| Part::Failed {
+        panic: panic.into_panic(),
+        prefix: None,
+    };
+    let undecodable = |message| failed(WirePanic::without_item(message));
     match part {
-        WirePart::Done(bytes) => wire::decode_acc(&bytes).map_or_else(failed, Part::Done),
-        WirePart::Broke(bytes) => wire::decode_acc(&bytes).map_or_else(failed, Part::Broke),
-        WirePart::Failed(panic) => Part::Failed(panic.into_panic()),
+        WirePart::Done(bytes) => wire::decode_acc(&bytes).map_or_else(undecodable, Part::Done),
+        WirePart::Broke(bytes) => wire::decode_acc(&bytes).map_or_else(undecodable, Part::Broke),
+        WirePart::Failed(panic) => failed(panic),
+        WirePart::FailedAfter(panic, bytes) => match wire::decode_acc(&bytes) {
+            Ok(prefix) => Part::Failed {
+                panic: panic.into_panic(),
+                prefix: Some(prefix),
+            },
+            Err(message) => undecodable(message),
+        },
         WirePart::Skipped => Part::Skipped,
     }
 }

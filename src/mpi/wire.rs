@@ -48,6 +48,9 @@ pub(crate) enum WirePart {
     Done(Vec<u8>),
     Broke(Vec<u8>),
     Failed(WirePanic),
+    /// A panic after items whose accumulator survived it (encoded): rank 0
+    /// merges it with what lies left, where a `Break` may still win.
+    FailedAfter(WirePanic, Vec<u8>),
     Skipped,
 }
 

@@ -48,7 +48,7 @@ impl Monitor {
     /// watch it: bars off or stderr not a terminal, and no sink; or the run
     /// is nested in a task (nested runs draw no bar of their own).
     pub(crate) fn for_run(config: &Config, description: &str, total: Option<usize>) -> Option<Monitor> {
-        if rayon::current_thread_index().is_some() {
+        if crate::pool::on_our_worker() {
             return None;
         }
         let draw_bar = config.draws_bars();
@@ -128,7 +128,7 @@ pub(crate) fn outcome_of<A>(result: &Result<ControlFlow<A, A>, Error>) -> Outcom
 /// a top-level bar can show it.
 pub(crate) fn child_for_run(config: &Config, description: &str, total: Option<usize>) -> Option<ChildGuard> {
     let wanted = config.draws_bars() && config.nested_progress_bars();
-    let nested = rayon::current_thread_index().is_some();
+    let nested = crate::pool::on_our_worker();
     (wanted && nested).then(|| ChildGuard::register(description, total.map(|n| n as u64)))
 }
 

@@ -7,6 +7,7 @@ use std::sync::Once;
 
 use mapreduce::MapReduce;
 
+pub mod child;
 pub mod tmux;
 
 /// Panic messages of scripted panics start with this; the test panic hook

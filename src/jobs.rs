@@ -12,6 +12,7 @@
 //! assert_eq!(par_map_reduce(0..5000u64, &(), jobs::count(|x: &u64, _: &()| x % 3 == 0)).unwrap(), 1667);
 //! ```
 
+use std::cmp::Ordering;
 use std::marker::PhantomData;
 use std::ops::Add;
 use std::ops::ControlFlow::{self, Break, Continue};
@@ -190,6 +191,44 @@ type Found<K, V> = Option<(K, V)>;
 /// let job = mapreduce::jobs::min_by_key(|x: i32, _: &()| ((x - 3).abs(), x));
 /// assert_eq!(mapreduce::seq_map_reduce([1, 2, 4, 5], &(), job).unwrap(), Some((1, 2)));
 /// ```
+///
+/// # Keys that do not compare (NaN)
+///
+/// A key that is not comparable with itself (`k.partial_cmp(&k)` is `None`:
+/// a NaN, or a tuple or struct holding one) is never better than any key,
+/// and every key that is comparable with itself is better than it: NaN keys
+/// lose, as if they were not there (numpy's `nanmin`). Among themselves
+/// they tie, so the leftmost is kept: an input whose keys are all NaN gives
+/// its first pair. A NaN key never meets a [`stop_at`](Best::stop_at)
+/// bound, and a NaN bound is met by no key.
+///
+/// This ranks all keys in one order (the keys other than NaN by their own
+/// order, then every NaN key, equal to one another), and keeping the
+/// leftmost of the best under such an order does not depend on how the
+/// items are grouped: `merge` is associative, so every split, worker count
+/// and entry point gives the sequential answer. That needs the keys other
+/// than NaN to be comparable with one another, as integers, strings, floats
+/// and tuples of them are; a key type with pairs that do not compare
+/// (sets ordered by inclusion) has no such order. Equal keys, such as `0.0`
+/// and `-0.0`, are ties: the leftmost wins.
+///
+/// ```
+/// use mapreduce::{jobs, par_map_reduce, seq_map_reduce};
+///
+/// let keys = [f64::NAN, 3.0, f64::NAN, 1.0, 2.0];
+/// let job = jobs::min_by_key(|i: usize, keys: &[f64]| (keys[i], i));
+/// // The NaN keys lose, wherever a run's stretches start.
+/// assert_eq!(par_map_reduce(0..keys.len(), &keys[..], &job).unwrap(), Some((1.0, 3)));
+/// assert_eq!(seq_map_reduce(0..keys.len(), &keys[..], &job).unwrap(), Some((1.0, 3)));
+/// // Largest too: a NaN is not larger than anything.
+/// let job = jobs::max_by_key(|i: usize, keys: &[f64]| (keys[i], i));
+/// assert_eq!(seq_map_reduce(0..keys.len(), &keys[..], &job).unwrap(), Some((3.0, 1)));
+///
+/// // All NaN: the leftmost pair.
+/// let job = jobs::min_by_key(|x: f64, _: &()| (x, x.is_sign_negative()));
+/// let (key, negative) = seq_map_reduce([-f64::NAN, f64::NAN], &(), job).unwrap().unwrap();
+/// assert!(key.is_nan() && negative);
+/// ```
 pub struct Best<F, T, C: ?Sized, K, V> {
     evaluate: F,
     keep: Keep,
@@ -208,6 +247,17 @@ pub struct Best<F, T, C: ?Sized, K, V> {
 /// // (cost, cut): the cheapest cut, stopping at the first free one.
 /// let job = jobs::min_by_key(|cut: u32, _: &()| ((cut * 37) % 101, cut)).stop_at(0);
 /// assert_eq!(par_map_reduce(1..1000u32, &(), job).unwrap(), Some((0, 101)));
+/// ```
+///
+/// A key that is not comparable with itself (NaN) counts as larger than every
+/// other key, so it is kept only when all keys are NaN (then the leftmost), and it
+/// never meets the bound; see [`Best`] for the rule.
+///
+/// ```
+/// use mapreduce::{jobs, par_map_reduce};
+///
+/// let cost = |x: u32, _: &()| (if x % 10 == 0 { f64::NAN } else { f64::from(x % 7) + 1.0 }, x);
+/// assert_eq!(par_map_reduce(0..1000u32, &(), jobs::min_by_key(cost)).unwrap(), Some((1.0, 7)));
 /// ```
 pub fn min_by_key<T, C: ?Sized, K: PartialOrd, V, F: Fn(T, &C) -> (K, V) + Sync>(evaluate: F) -> Best<F, T, C, K, V> {
     Best {
@@ -229,6 +279,18 @@ pub fn min_by_key<T, C: ?Sized, K: PartialOrd, V, F: Fn(T, &C) -> (K, V) + Sync>
 /// let longest = par_map_reduce(words, &(), jobs::max_by_key(|w: &str, _: &()| (w.len(), w))).unwrap();
 /// assert_eq!(longest, Some((3, "bbb")));
 /// ```
+///
+/// A key that is not comparable with itself (NaN) counts as smaller than every
+/// other key, so it is kept only when all keys are NaN (then the leftmost), and it
+/// never meets the bound; see [`Best`] for the rule.
+///
+/// ```
+/// use mapreduce::{jobs, seq_map_reduce};
+///
+/// let ratio = |(a, b): (f64, f64), _: &()| (a / b, (a, b));
+/// let items = [(0.0, 0.0), (1.0, 2.0), (3.0, 4.0)]; // 0/0 is NaN
+/// assert_eq!(seq_map_reduce(items, &(), jobs::max_by_key(ratio)).unwrap(), Some((0.75, (3.0, 4.0))));
+/// ```
 pub fn max_by_key<T, C: ?Sized, K: PartialOrd, V, F: Fn(T, &C) -> (K, V) + Sync>(evaluate: F) -> Best<F, T, C, K, V> {
     Best {
         evaluate,
@@ -241,27 +303,49 @@ pub fn max_by_key<T, C: ?Sized, K: PartialOrd, V, F: Fn(T, &C) -> (K, V) + Sync>
 impl<F, T, C: ?Sized, K: PartialOrd, V> Best<F, T, C, K, V> {
     /// Stop the run at the first key at or below `bound` (for
     /// [`min_by_key`]) or at or above it (for [`max_by_key`]): no better
-    /// answer is wanted.
+    /// answer is wanted. A NaN key never meets the bound, and a NaN bound
+    /// (one not comparable with itself) is met by no key: the run does not
+    /// stop early.
     ///
     /// ```
     /// use mapreduce::{jobs, seq_map_reduce};
     ///
     /// let job = jobs::max_by_key(|x: i32, _: &()| (x, ())).stop_at(3);
     /// assert_eq!(seq_map_reduce([1, 5, 9], &(), job).unwrap(), Some((5, ())));
+    ///
+    /// let job = jobs::min_by_key(|x: f64, _: &()| (x, ())).stop_at(2.0);
+    /// assert_eq!(seq_map_reduce([f64::NAN, 5.0, 2.0, 1.0], &(), job).unwrap(), Some((2.0, ())));
+    /// let job = jobs::min_by_key(|x: f64, _: &()| (x, ())).stop_at(f64::NAN);
+    /// assert_eq!(seq_map_reduce([5.0, 2.0, 1.0], &(), job).unwrap(), Some((1.0, ())));
     /// ```
     pub fn stop_at(mut self, bound: K) -> Self {
-        self.stop_at = Some(bound);
+        // A bound that is not comparable with itself is met by no key.
+        self.stop_at = comparable(&bound).then_some(bound);
         self
     }
 
+    /// Whether `new` ranks strictly before `old` under the documented rule:
+    /// by `keep` among keys comparable with themselves, and any such key
+    /// before a key that is not (NaN). The common outcome, `new` not better
+    /// than a comparable `old`, costs one comparison more than `new < old`:
+    /// the check that `old` is comparable.
     fn better(&self, new: &K, old: &K) -> bool {
-        match self.keep {
-            Keep::Min => new < old,
-            Keep::Max => new > old,
+        let wins = match self.keep {
+            Keep::Min => Ordering::Less,
+            Keep::Max => Ordering::Greater,
+        };
+        if new.partial_cmp(old) == Some(wins) {
+            // A NaN-like `new` can still compare with `old` (a tuple key
+            // `(1.0, NaN) < (2.0, 0.0)`); it never wins.
+            comparable(new)
+        } else {
+            !comparable(old) && comparable(new)
         }
     }
 
     fn flow(&self, best: Found<K, V>) -> ControlFlow<Found<K, V>, Found<K, V>> {
+        // The bound is comparable (see `stop_at`), so a NaN-like key ranks
+        // after it and never meets it.
         let good_enough = match (&best, &self.stop_at) {
             (Some((key, _)), Some(bound)) => !self.better(bound, key),
             _ => false,
@@ -272,6 +356,12 @@ impl<F, T, C: ?Sized, K: PartialOrd, V> Best<F, T, C, K, V> {
             Continue(best)
         }
     }
+}
+
+/// Whether `key` is comparable with itself: false for NaN and for keys
+/// holding one (a tuple `(1.0, NaN)`).
+fn comparable<K: PartialOrd>(key: &K) -> bool {
+    key.partial_cmp(key).is_some()
 }
 
 impl<F, T, C, K, V> MapReduce<T, C> for Best<F, T, C, K, V>
@@ -490,6 +580,147 @@ mod tests {
             check_merge_law(&any(|x: &u32, _: &()| *x == 7), &(), &items, seed).unwrap();
             check_merge_law(&all(|x: &u32, _: &()| *x != 7), &(), &items, seed).unwrap();
         }
+    }
+
+    /// The value of a merge, whether it broke or not.
+    fn value<A>(flow: ControlFlow<A, A>) -> A {
+        let (Continue(a) | Break(a)) = flow;
+        a
+    }
+
+    /// Every grouping of three pairs drawn from `keys` gives the same pair
+    /// (named by its index), for both ends, with and without each bound.
+    fn assert_associative<K: PartialOrd + Clone + Send + Sync + std::fmt::Debug>(keys: &[K]) {
+        let evaluate = |i: usize, keys: &[K]| (keys[i].clone(), i);
+        let bounds = std::iter::once(None).chain(keys.iter().cloned().map(Some));
+        for bound in bounds {
+            for job in [min_by_key(evaluate), max_by_key(evaluate)] {
+                let job = match &bound {
+                    Some(b) => job.stop_at(b.clone()),
+                    None => job,
+                };
+                let pair = |i: usize| job.compute(i, keys);
+                let merge = |l: Option<(K, usize)>, r: Option<(K, usize)>| value(job.merge(l, r));
+                for a in 0..keys.len() {
+                    for b in 0..keys.len() {
+                        for c in 0..keys.len() {
+                            let left_first = merge(merge(Some(pair(a)), Some(pair(b))), Some(pair(c)));
+                            let right_first = merge(Some(pair(a)), merge(Some(pair(b)), Some(pair(c))));
+                            assert_eq!(
+                                left_first.map(|p| p.1),
+                                right_first.map(|p| p.1),
+                                "{:?} then {:?} then {:?}, {:?}, stop_at {bound:?}",
+                                keys[a],
+                                keys[b],
+                                keys[c],
+                                job.keep
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    const FLOATS: [f64; 9] = [
+        f64::NAN,
+        f64::NEG_INFINITY,
+        -1.0,
+        -0.0,
+        0.0,
+        1.0,
+        f64::INFINITY,
+        f64::MIN_POSITIVE,
+        f64::NAN,
+    ];
+
+    #[test]
+    fn nan_keys_lose_to_every_other_key_and_tie_among_themselves() {
+        let evaluate = |i: usize, keys: &[f64]| (keys[i], i);
+        let keys = [FLOATS, FLOATS.map(|k| -k)].concat(); // -NaN too
+        for (keep, job) in [(Keep::Min, min_by_key(evaluate)), (Keep::Max, max_by_key(evaluate))] {
+            for (l, &left) in keys.iter().enumerate() {
+                for (r, &right) in keys.iter().enumerate() {
+                    let right_wins = match (left.is_nan(), right.is_nan(), keep) {
+                        (_, true, _) => false,
+                        (true, false, _) => true,
+                        (false, false, Keep::Min) => right < left,
+                        (false, false, Keep::Max) => right > left,
+                    };
+                    let expected = if right_wins { r } else { l };
+                    let found = value(job.merge(Some((left, l)), Some((right, r))));
+                    assert_eq!(found.map(|p| p.1), Some(expected), "{left:?} then {right:?}, {keep:?}");
+                    let folded = value(job.process_result((right, r), Some((left, l))));
+                    assert_eq!(folded.map(|p| p.1), Some(expected), "{left:?} then {right:?}, {keep:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn merge_is_associative_with_keys_that_do_not_compare() {
+        assert_associative(&FLOATS);
+        // Tuples holding a NaN compare with some tuples, yet still lose.
+        let nan = f64::NAN;
+        assert_associative(&[
+            (1.0, nan),
+            (2.0, 0.0),
+            (1.0, 0.0),
+            (nan, 0.0),
+            (0.0, 1.0),
+            (1.0, nan),
+            (2.0, 0.0),
+        ]);
+        assert_associative(&[Some(nan), None, Some(1.0), Some(-1.0), Some(nan), None]);
+    }
+
+    #[test]
+    fn a_nan_key_never_meets_the_bound_and_a_nan_bound_is_never_met() {
+        let evaluate = |x: f64, _: &()| (x, x.to_bits());
+        let items = [f64::NAN, 3.0, f64::NAN, 1.0, -5.0];
+        let found = crate::seq_map_reduce(items, &(), min_by_key(evaluate).stop_at(f64::INFINITY)).unwrap();
+        assert_eq!(found, Some((3.0, 3.0f64.to_bits())));
+        let found = crate::seq_map_reduce(items, &(), max_by_key(evaluate).stop_at(f64::NEG_INFINITY)).unwrap();
+        assert_eq!(found, Some((3.0, 3.0f64.to_bits())));
+        for job in [
+            min_by_key(evaluate).stop_at(f64::NAN),
+            max_by_key(evaluate).stop_at(f64::NAN),
+        ] {
+            let flow = job.merge(None, Some((f64::NAN, 0)));
+            assert!(matches!(flow, Continue(_)), "{flow:?}");
+            let flow = job.merge(Some((1.0, 0)), Some((-1.0, 0)));
+            assert!(matches!(flow, Continue(_)), "{flow:?}");
+        }
+        let (key, bits) = crate::seq_map_reduce(items, &(), min_by_key(evaluate).stop_at(f64::NAN))
+            .unwrap()
+            .unwrap();
+        assert_eq!((key, bits), (-5.0, (-5.0f64).to_bits()));
+    }
+
+    #[test]
+    fn the_reported_nan_case_gives_the_sequential_answer_in_parallel() {
+        let keys: Vec<f64> = (0..10_000)
+            .map(|i| match i {
+                0 => 1.0,
+                1 => 3.0,
+                9_999 => 0.5,
+                _ if i % 625 == 0 || i == 2 => f64::NAN,
+                _ => 4.0 + f64::from(i % 13),
+            })
+            .collect();
+        let job = min_by_key(|i: usize, keys: &[f64]| (keys[i], i));
+        let items: Vec<usize> = (0..keys.len()).collect();
+        let sequential = crate::seq_map_reduce(0..keys.len(), &keys[..], &job).unwrap();
+        assert_eq!(sequential, Some((0.5, 9_999)));
+        for workers in [1, 2] {
+            let parallel = crate::Config::current()
+                .with_workers(workers)
+                .with_progress_bars(false)
+                .scope(|| crate::par_map_reduce(0..keys.len(), &keys[..], &job))
+                .unwrap();
+            assert_eq!(parallel, sequential, "{workers} workers");
+        }
+        check_merge_law(&job, &keys[..], &items, 0).unwrap();
     }
 
     #[test]

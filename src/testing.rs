@@ -38,10 +38,21 @@ impl fmt::Display for LawViolation {
 
 impl std::error::Error for LawViolation {}
 
-/// Check `job`'s merge law on `items`: fold them in order, then fold random
-/// splits of them into up to 32 parts joined in random trees (the way a
-/// parallel run splits work), and compare. Returns the first split whose
-/// answer differs, with both answers. The same `seed` gives the same splits.
+/// Check `job`'s merge law on `items`: fold them in order, then fold splits
+/// of them and join the parts the way a parallel run may, and compare.
+/// Returns the first split whose answer differs, with both answers.
+///
+/// The splits: all items in one part between two empty ones; two parts,
+/// the second starting at each of the first few items (and the first ending
+/// at each of the last few); every item a part of its own, joined
+/// left-deep, right-deep and as a balanced tree; then random splits into up
+/// to 32 parts joined in random trees. The fixed splits find the answers
+/// that depend on which item opens a stretch, such as a minimum that a NaN
+/// key swallows, wherever that item lies; the same `seed` gives the same
+/// random splits.
+///
+/// Answers are compared with `==`; an answer that is not equal to itself
+/// (it holds a NaN) matches one with the same `Debug` text.
 ///
 /// ```
 /// use std::ops::ControlFlow::{self, Continue};
@@ -71,39 +82,101 @@ where
     J::Acc: Debug + PartialEq,
 {
     let expected = fold(job, ctx, items);
+    let n = items.len();
     let mut rng = SplitMix64(seed);
-    for round in 0..64 {
-        let parts = 2 + (rng.next() % 31) as usize;
-        let mut cuts: Vec<usize> = (0..parts - 1).map(|_| rng.below(items.len() + 1)).collect();
-        if round == 0 {
-            cuts = vec![0, items.len()];
+    let check = |chunks: &[(usize, usize)], join: Join, rng: &mut SplitMix64| {
+        let found = match join {
+            Join::LeftDeep => join_left_deep(job, ctx, items, chunks),
+            Join::RightDeep => join_right_deep(job, ctx, items, chunks),
+            Join::Balanced | Join::Random => join_tree(job, ctx, items, chunks, join, rng),
+        };
+        if same(&expected, &found) {
+            return Ok(());
         }
-        cuts.extend([0, items.len()]);
+        Err(LawViolation {
+            split: describe(chunks, join),
+            expected: format!("{expected:?}"),
+            found: format!("{found:?}"),
+        })
+    };
+
+    check(&[(0, 0), (0, n), (n, n)], Join::Random, &mut rng)?;
+    for first in 1..=FEW.min(n.saturating_sub(1)) {
+        check(&[(0, first), (first, n)], Join::Random, &mut rng)?;
+        check(&[(0, n - first), (n - first, n)], Join::Random, &mut rng)?;
+    }
+    let singletons: Vec<(usize, usize)> = (0..n).map(|i| (i, i + 1)).collect();
+    if n > 2 {
+        for join in [Join::LeftDeep, Join::RightDeep, Join::Balanced] {
+            check(&singletons, join, &mut rng)?;
+        }
+    }
+    for _ in 0..64 {
+        let parts = 2 + (rng.next() % 31) as usize;
+        let mut cuts: Vec<usize> = (0..parts - 1).map(|_| rng.below(n + 1)).collect();
+        cuts.extend([0, n]);
         cuts.sort_unstable();
         let chunks: Vec<(usize, usize)> = cuts.windows(2).map(|w| (w[0], w[1])).collect();
-        let found = join_tree(job, ctx, items, &chunks, &mut rng);
-        if !same(&expected, &found) {
-            let split = chunks
-                .iter()
-                .map(|(a, b)| format!("[{a}..{b}]"))
-                .collect::<Vec<_>>()
-                .join(" ");
-            return Err(LawViolation {
-                split,
-                expected: format!("{expected:?}"),
-                found: format!("{found:?}"),
-            });
-        }
+        check(&chunks, Join::Random, &mut rng)?;
     }
     Ok(())
 }
 
+/// How many of the first (and of the last) items open (and close) a part of
+/// a two-part split.
+const FEW: usize = 8;
+
+/// The order in which the folds of adjacent parts are merged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Join {
+    /// `((p0 + p1) + p2) + p3`, the way a sequential run of blocks merges.
+    LeftDeep,
+    /// `p0 + (p1 + (p2 + p3))`.
+    RightDeep,
+    /// Halves, then halves of halves, the way rayon splits an indexed input.
+    Balanced,
+    /// A random binary tree, as work stealing may build.
+    Random,
+}
+
+/// A split as `[0..3] [3..7] [7..10]`, the middle left out when there are
+/// many parts, followed by the join order unless it was random.
+fn describe(chunks: &[(usize, usize)], join: Join) -> String {
+    let show = |chunks: &[(usize, usize)]| {
+        chunks
+            .iter()
+            .map(|(a, b)| format!("[{a}..{b}]"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut split = if chunks.len() > 40 {
+        format!(
+            "{} … {} ({} parts)",
+            show(&chunks[..4]),
+            show(&chunks[chunks.len() - 4..]),
+            chunks.len()
+        )
+    } else {
+        show(chunks)
+    };
+    match join {
+        Join::LeftDeep => split.push_str(", joined left-deep"),
+        Join::RightDeep => split.push_str(", joined right-deep"),
+        Join::Balanced => split.push_str(", joined as a balanced tree"),
+        Join::Random => {}
+    }
+    split
+}
+
 /// A parallel run's answer is the value, whether it broke or not; a `Break`
 /// seen at the top level ends a run just as running out of items does.
-fn same<A: PartialEq>(expected: &ControlFlow<A, A>, found: &ControlFlow<A, A>) -> bool {
+/// Values not equal to themselves (a NaN inside) are compared by `Debug`.
+fn same<A: PartialEq + Debug>(expected: &ControlFlow<A, A>, found: &ControlFlow<A, A>) -> bool {
     let (Continue(a) | Break(a)) = expected;
     let (Continue(b) | Break(b)) = found;
-    a == b
+    #[allow(clippy::eq_op)] // `x != x` is the test for a NaN inside.
+    let reflexive = a == a && b == b;
+    a == b || (!reflexive && format!("{a:?}") == format!("{b:?}"))
 }
 
 fn fold<T: Clone, C: ?Sized, J: MapReduce<T, C>>(job: &J, ctx: &C, items: &[T]) -> ControlFlow<J::Acc, J::Acc> {
@@ -114,28 +187,92 @@ fn fold<T: Clone, C: ?Sized, J: MapReduce<T, C>>(job: &J, ctx: &C, items: &[T]) 
     Continue(acc)
 }
 
-/// Fold each chunk, then join adjacent results in a random binary tree, with
-/// the engine's rules: a left `Break` ends it, a right `Break` makes the
-/// merge final.
-fn join_tree<T: Clone, C: ?Sized, J: MapReduce<T, C>>(
+/// Merge `left` with the result of the parts right of it, with the engine's
+/// rule: a right `Break` makes the merge final.
+fn merge_with<T, C: ?Sized, J: MapReduce<T, C>>(
     job: &J,
-    ctx: &C,
-    items: &[T],
-    chunks: &[(usize, usize)],
-    rng: &mut SplitMix64,
+    left: J::Acc,
+    right: ControlFlow<J::Acc, J::Acc>,
 ) -> ControlFlow<J::Acc, J::Acc> {
-    if let [(start, end)] = chunks {
-        return fold(job, ctx, &items[*start..*end]);
-    }
-    let middle = 1 + rng.below(chunks.len() - 1);
-    let left = join_tree(job, ctx, items, &chunks[..middle], rng)?;
-    match join_tree(job, ctx, items, &chunks[middle..], rng) {
+    match right {
         Continue(right) => job.merge(left, right),
         Break(right) => {
             let (Continue(acc) | Break(acc)) = job.merge(left, right);
             Break(acc)
         }
     }
+}
+
+/// Fold each chunk, then join adjacent results in a binary tree (split in
+/// the middle, or at random), with the engine's rules: a left `Break` ends
+/// it, a right `Break` makes the merge final.
+fn join_tree<T: Clone, C: ?Sized, J: MapReduce<T, C>>(
+    job: &J,
+    ctx: &C,
+    items: &[T],
+    chunks: &[(usize, usize)],
+    join: Join,
+    rng: &mut SplitMix64,
+) -> ControlFlow<J::Acc, J::Acc> {
+    if let [(start, end)] = chunks {
+        return fold(job, ctx, &items[*start..*end]);
+    }
+    let middle = match join {
+        Join::Balanced => chunks.len() / 2,
+        _ => 1 + rng.below(chunks.len() - 1),
+    };
+    let left = join_tree(job, ctx, items, &chunks[..middle], join, rng)?;
+    let right = join_tree(job, ctx, items, &chunks[middle..], join, rng);
+    merge_with(job, left, right)
+}
+
+/// `join_tree` with the split always before the last chunk, without
+/// recursion (there may be one chunk per item).
+fn join_left_deep<T: Clone, C: ?Sized, J: MapReduce<T, C>>(
+    job: &J,
+    ctx: &C,
+    items: &[T],
+    chunks: &[(usize, usize)],
+) -> ControlFlow<J::Acc, J::Acc> {
+    let ((start, end), rest) = chunks.split_first().expect("at least one chunk");
+    let mut acc = fold(job, ctx, &items[*start..*end])?;
+    for (start, end) in rest {
+        match fold(job, ctx, &items[*start..*end]) {
+            Continue(right) => acc = job.merge(acc, right)?,
+            right @ Break(_) => return merge_with(job, acc, right),
+        }
+    }
+    Continue(acc)
+}
+
+/// `join_tree` with the split always after the first chunk, without
+/// recursion: the chunks are folded left to right up to the first `Break`
+/// (a left `Break` ends the run), then merged from the right.
+fn join_right_deep<T: Clone, C: ?Sized, J: MapReduce<T, C>>(
+    job: &J,
+    ctx: &C,
+    items: &[T],
+    chunks: &[(usize, usize)],
+) -> ControlFlow<J::Acc, J::Acc> {
+    let mut lefts = Vec::with_capacity(chunks.len());
+    let mut right = None;
+    for (start, end) in chunks {
+        match fold(job, ctx, &items[*start..*end]) {
+            Continue(acc) => lefts.push(acc),
+            broken @ Break(_) => {
+                right = Some(broken);
+                break;
+            }
+        }
+    }
+    let mut right = match right {
+        Some(broken) => broken,
+        None => Continue(lefts.pop().expect("at least one chunk")),
+    };
+    while let Some(left) = lefts.pop() {
+        right = merge_with(job, left, right);
+    }
+    right
 }
 
 /// A tiny deterministic generator, so that seeds replay without a dependency.
@@ -201,6 +338,142 @@ mod tests {
         let items: Vec<u32> = (0..40).collect();
         let err = check_merge_law(&SumUntil, &(), &items, 0).unwrap_err();
         assert_eq!(err.expected, "Break(55)");
+    }
+
+    /// `min_by_key` as it was written before NaN keys were ruled: the new
+    /// key wins when `new < old`, which is false whenever either is NaN, so a
+    /// NaN that opens a stretch swallows the rest of it.
+    struct MinByKeyOld;
+    impl MapReduce<f64> for MinByKeyOld {
+        type Output = f64;
+        type Acc = Option<f64>;
+        fn empty_result(&self, _: &()) -> Option<f64> {
+            None
+        }
+        fn compute(&self, x: f64, _: &()) -> f64 {
+            x
+        }
+        fn process_result(&self, x: f64, acc: Option<f64>) -> ControlFlow<Option<f64>, Option<f64>> {
+            self.merge(acc, Some(x))
+        }
+        fn merge(&self, l: Option<f64>, r: Option<f64>) -> ControlFlow<Option<f64>, Option<f64>> {
+            Continue(match (l, r) {
+                (Some(l), Some(r)) => Some(if r < l { r } else { l }),
+                (l, r) => l.or(r),
+            })
+        }
+    }
+
+    /// Keys like the report's: `1.0, 3.0, NaN, 4.0, ...`, a single NaN far
+    /// from the ends, and the smallest key right of it.
+    fn keys_with_a_nan(len: usize, nan_at: usize) -> Vec<f64> {
+        (0..len)
+            .map(|i| match i {
+                _ if i == nan_at => f64::NAN,
+                _ if i == len - 1 => 0.5,
+                0 => 1.0,
+                _ => 3.0 + (i % 7) as f64,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_nan_key_that_swallows_a_stretch_is_caught() {
+        // A NaN near the start, as a user's small example has it.
+        for seed in 0..20 {
+            let err = check_merge_law(&MinByKeyOld, &(), &[1.0, 3.0, f64::NAN, 4.0, 0.5], seed).unwrap_err();
+            assert_eq!(err.expected, "Continue(Some(0.5))", "{err}");
+        }
+        // One NaN in 10,000 items, where random cuts almost never fall: the
+        // all-singletons split joined right-deep finds it.
+        let keys = keys_with_a_nan(10_000, 4_321);
+        for seed in 0..4 {
+            let err = check_merge_law(&MinByKeyOld, &(), &keys, seed).unwrap_err();
+            assert_eq!(err.expected, "Continue(Some(0.5))", "{err}");
+            assert_eq!(err.found, "Continue(Some(1.0))", "{err}");
+        }
+    }
+
+    #[test]
+    fn the_ruled_min_by_key_passes_where_the_old_one_fails() {
+        let evaluate = |x: f64, _: &()| (x, x.to_bits());
+        let mut item_lists = vec![
+            vec![1.0, 3.0, f64::NAN, 4.0, 0.5],
+            keys_with_a_nan(10_000, 4_321),
+            vec![f64::NAN; 50],
+            vec![
+                f64::NAN,
+                -0.0,
+                0.0,
+                f64::NAN,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                f64::NAN,
+            ],
+        ];
+        item_lists.push(
+            (0..300)
+                .map(|i| if i % 17 == 0 { f64::NAN } else { f64::from(i % 11) })
+                .collect(),
+        );
+        for items in &item_lists {
+            for seed in 0..3 {
+                check_merge_law(&jobs::min_by_key(evaluate), &(), items, seed).unwrap();
+                check_merge_law(&jobs::max_by_key(evaluate), &(), items, seed).unwrap();
+                check_merge_law(&jobs::min_by_key(evaluate).stop_at(0.0), &(), items, seed).unwrap();
+                check_merge_law(&jobs::max_by_key(evaluate).stop_at(5.0), &(), items, seed).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn a_part_opening_at_the_second_item_is_tried_first() {
+        // A merge that records its grouping: any part of two or more items
+        // merged from the left shows in brackets.
+        struct Grouping;
+        impl MapReduce<u8> for Grouping {
+            type Output = u8;
+            type Acc = String;
+            fn empty_result(&self, _: &()) -> String {
+                String::new()
+            }
+            fn compute(&self, x: u8, _: &()) -> u8 {
+                x
+            }
+            fn process_result(&self, x: u8, acc: String) -> ControlFlow<String, String> {
+                self.merge(acc, x.to_string())
+            }
+            fn merge(&self, l: String, r: String) -> ControlFlow<String, String> {
+                Continue(match (l.is_empty(), r.is_empty()) {
+                    (true, _) => r,
+                    (_, true) => l,
+                    _ if r.len() > 1 => format!("{l}({r})"),
+                    _ => format!("{l}{r}"),
+                })
+            }
+        }
+        let err = check_merge_law(&Grouping, &(), &[1, 2, 3], 0).unwrap_err();
+        assert_eq!(err.expected, "Continue(\"123\")");
+        assert_eq!(err.found, "Continue(\"1(23)\")");
+    }
+
+    #[test]
+    fn long_splits_are_shortened_and_name_their_join() {
+        let chunks: Vec<(usize, usize)> = (0..100).map(|i| (i, i + 1)).collect();
+        assert_eq!(
+            describe(&chunks, Join::RightDeep),
+            "[0..1] [1..2] [2..3] [3..4] … [96..97] [97..98] [98..99] [99..100] (100 parts), joined right-deep"
+        );
+        assert_eq!(describe(&[(0, 3), (3, 5)], Join::Random), "[0..3] [3..5]");
+    }
+
+    #[test]
+    fn a_nan_answer_matches_itself() {
+        let nan = Continue(Some((f64::NAN, 1)));
+        assert!(same(&nan, &Break(Some((f64::NAN, 1)))));
+        assert!(!same(&nan, &Continue(Some((f64::NAN, 2)))));
+        assert!(!same(&nan, &Continue(Some((0.0, 1)))));
+        assert!(same(&Continue(Some((0.0, 1))), &Continue(Some((-0.0, 1)))));
     }
 
     #[test]

@@ -61,6 +61,19 @@ enum Input {
     InOrder,
 }
 
+impl Input {
+    /// Run `job` over the items `0..len` given this way.
+    fn run<J: MapReduce<u64> + ?Sized>(self, len: u64, job: &J) -> Result<J::Acc, Error> {
+        match self {
+            Input::Range => par_map_reduce(0..len, &(), job),
+            Input::Vec => par_map_reduce((0..len).collect::<Vec<_>>(), &(), job),
+            Input::Unindexed => (0..len).into_par_iter().filter(|_| true).map_reduce(&(), job),
+            Input::Streamed => par_map_reduce_iter(0..len, &(), job),
+            Input::InOrder => par_map_reduce_in_order((0..len).collect::<Vec<_>>(), &(), job),
+        }
+    }
+}
+
 /// An output is `item * SCALE + extra`: `extra` counts what `compute` saw.
 const SCALE: u64 = 1_000_000;
 /// In `extra`: one of these for each inner closure that saw its item's task
@@ -216,6 +229,48 @@ struct Case {
     /// Started from a thread of the application's own rayon pool.
     foreign_pool: bool,
     job: Faulty,
+    /// Also search the items' float keys (NaN, ±0, ±inf among them) for the
+    /// smallest, stopping at a bound, with `jobs::min_by_key`.
+    float_keys: Option<FloatKeys>,
+}
+
+/// Float keys drawn from a seed: a NaN (with its item in the payload), a
+/// signed zero, an infinity or an ordinary number per item.
+#[derive(Clone, Copy, Debug)]
+struct FloatKeys {
+    seed: u64,
+    stop_at: Option<f64>,
+}
+
+impl FloatKeys {
+    fn key(&self, item: u64) -> f64 {
+        let mut rng = Rng(self.seed ^ item.wrapping_mul(0x9E37_79B9));
+        match rng.below(10) {
+            0 | 1 => f64::from_bits(f64::NAN.to_bits() | (item & 0xFFFF)),
+            2 => -0.0,
+            3 => 0.0,
+            4 => f64::INFINITY,
+            5 => f64::NEG_INFINITY,
+            _ => (rng.below(200) as f64 - 100.0) / 4.0,
+        }
+    }
+
+    /// The `(key bits, item)` a run finds.
+    fn search(
+        &self,
+        run: impl FnOnce(
+            &dyn MapReduce<u64, Output = (f64, u64), Acc = Option<(f64, u64)>>,
+        ) -> Result<Option<(f64, u64)>, Error>,
+    ) -> Result<Option<(u64, u64)>, String> {
+        let job = jobs::min_by_key(|item: u64, _: &()| (self.key(item), item));
+        let job = match self.stop_at {
+            Some(bound) => job.stop_at(bound),
+            None => job,
+        };
+        run(&job)
+            .map(|found| found.map(|(key, item)| (key.to_bits(), item)))
+            .map_err(|err| err.to_string())
+    }
 }
 
 /// The application's own rayon pool, for runs started from its threads.
@@ -268,6 +323,10 @@ impl Case {
             inner_parallel: rng.chance(15),
             depth: rng.below(4) as u32,
         };
+        let float_keys = rng.chance(20).then(|| FloatKeys {
+            seed: rng.next(),
+            stop_at: rng.chance(50).then(|| (rng.below(40) as f64 - 30.0) / 4.0),
+        });
         if rng.chance(20) {
             job.merge_panic_right_of = job.first_event(len);
         }
@@ -279,6 +338,7 @@ impl Case {
             input,
             foreign_pool: rng.chance(15),
             job,
+            float_keys,
         }
     }
 
@@ -287,20 +347,42 @@ impl Case {
             .with_workers(self.workers)
             .with_deterministic(self.deterministic)
             .with_progress_bars(false);
-        let (len, job) = (self.len, &self.job);
-        let run = || {
-            config.scope(|| match self.input {
-                Input::Range => par_map_reduce(0..len, &(), job),
-                Input::Vec => par_map_reduce((0..len).collect::<Vec<_>>(), &(), job),
-                Input::Unindexed => (0..len).into_par_iter().filter(|_| true).map_reduce(&(), job),
-                Input::Streamed => par_map_reduce_iter(0..len, &(), job),
-                Input::InOrder => par_map_reduce_in_order((0..len).collect::<Vec<_>>(), &(), job),
-            })
-        };
+        self.from_where(|| config.scope(|| self.input.run(self.len, &self.job)))
+    }
+
+    /// Run `run` on this thread, or on the application's pool.
+    fn from_where<R: Send>(&self, run: impl FnOnce() -> R + Send) -> R {
         if self.foreign_pool {
             foreign_pool().install(run)
         } else {
             run()
+        }
+    }
+
+    /// Why the float-key search is wrong, if it is: deterministic runs, and
+    /// any-order runs without a bound, find the sequential key and item, to
+    /// the bit; an any-order run that stopped found a key within the bound.
+    fn check_float_keys(&self) -> Result<(), String> {
+        let Some(keys) = self.float_keys else {
+            return Ok(());
+        };
+        let config = Config::current()
+            .with_workers(self.workers)
+            .with_deterministic(self.deterministic)
+            .with_progress_bars(false);
+        let expected = keys.search(|job| seq_map_reduce(0..self.len, &(), job));
+        let found = keys.search(|job| self.from_where(|| config.scope(|| self.input.run(self.len, job))));
+        let within_bound = |found: &Result<Option<(u64, u64)>, String>| match (found, keys.stop_at) {
+            (Ok(Some((bits, _))), Some(bound)) => f64::from_bits(*bits) <= bound,
+            _ => false,
+        };
+        if found == expected || (!self.deterministic && within_bound(&found)) {
+            Ok(())
+        } else {
+            Err(format!(
+                "seed {}: float keys {keys:?}, {} items, {} workers, {:?}: found {found:?}, sequential {expected:?}",
+                self.seed, self.len, self.workers, self.input
+            ))
         }
     }
 
@@ -403,7 +485,8 @@ fn randomized_fault_runs_match_sequential_and_leak_nothing() {
             let _ = progress.send((seed, None));
             let case = Case::draw(seed);
             let found = case.run();
-            let _ = progress.send((seed, Some(case.check(&found))));
+            let checked = case.check(&found).and_then(|()| case.check_float_keys());
+            let _ = progress.send((seed, Some(checked)));
         }
         let _ = progress.send((u64::MAX, baseline.map(|(threads, kib)| check_drift(threads, kib))));
     });

@@ -156,22 +156,27 @@ thread_local! {
 /// assert_eq!(par_map_reduce(0..100u64, &(), job).unwrap(), Some(10));
 /// ```
 pub fn is_cancelled() -> bool {
-    CURRENT.with(|current| {
-        let token = current.take();
-        let cancelled = token.as_ref().is_some_and(Token::is_cancelled);
-        current.set(token);
-        cancelled
-    })
+    // `try_with`: false in a thread-local destructor, after `CURRENT` is gone.
+    CURRENT
+        .try_with(|current| {
+            let token = current.take();
+            let cancelled = token.as_ref().is_some_and(Token::is_cancelled);
+            current.set(token);
+            cancelled
+        })
+        .unwrap_or(false)
 }
 
 /// The task this thread is running, to become the parent of a nested run.
 pub(crate) fn current_task() -> Option<Token> {
-    CURRENT.with(|current| {
-        let token = current.take();
-        let copy = token.clone();
-        current.set(token);
-        copy
-    })
+    CURRENT
+        .try_with(|current| {
+            let token = current.take();
+            let copy = token.clone();
+            current.set(token);
+            copy
+        })
+        .unwrap_or(None)
 }
 
 /// Marks this thread as running a task of a run, under the run's config,
@@ -183,7 +188,8 @@ pub(crate) struct TaskFrame {
 
 impl TaskFrame {
     pub(crate) fn enter(token: Token, config: &Config) -> TaskFrame {
-        let previous = CURRENT.with(|current| current.replace(Some(token)));
+        // `try_with`, here and in `drop`: once `CURRENT` is gone it stays gone.
+        let previous = CURRENT.try_with(|current| current.replace(Some(token))).unwrap_or(None);
         TaskFrame {
             previous,
             _config: ScopeGuard::enter(config.clone()),
@@ -194,7 +200,7 @@ impl TaskFrame {
 impl Drop for TaskFrame {
     fn drop(&mut self) {
         let previous = self.previous.take();
-        CURRENT.with(|current| current.set(previous));
+        let _ = CURRENT.try_with(|current| current.set(previous));
     }
 }
 

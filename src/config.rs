@@ -2,6 +2,7 @@
 //! deterministic modes (PyPhi: `config.override(...)`).
 
 use std::cell::RefCell;
+use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::sync::OnceLock;
 
@@ -108,8 +109,12 @@ impl Config {
     /// assert_eq!(inner.workers(), 1);
     /// ```
     pub fn current() -> Config {
+        // `try_with`: in a thread-local destructor that runs after this
+        // thread's scopes are gone, the process default is in force.
         SCOPED
-            .with(|scoped| scoped.borrow().clone())
+            .try_with(|scoped| scoped.borrow().clone())
+            .ok()
+            .flatten()
             .unwrap_or_else(|| process_default().clone())
     }
 
@@ -119,21 +124,38 @@ impl Config {
     /// `MAPREDUCE_DETERMINISTIC` (booleans: 1/0, true/false, yes/no, on/off;
     /// `MAPREDUCE_PROGRESS=always` also draws bars where stderr is not a
     /// terminal, see [`with_progress_bars_always`](Self::with_progress_bars_always)).
-    /// Unset variables keep the built-in [`Default`]. Values that do not parse
-    /// are kept as errors that the next run using this config returns.
+    /// Unset variables keep the built-in [`Default`]. Values that do not parse,
+    /// and values that are not valid Unicode, are kept as errors
+    /// ([`ConfigError::InvalidEnv`] naming the variable) that the next run
+    /// using this config returns.
     ///
     /// ```
     /// let config = mapreduce::Config::from_env();
     /// assert!(config.workers() != 0 || config.check().is_err());
     /// ```
     pub fn from_env() -> Config {
-        Config::from_lookup(|name| std::env::var(name).ok())
+        Config::from_lookup(|name| std::env::var_os(name))
     }
 
     /// [`from_env`](Self::from_env) with the variables looked up by `lookup`.
-    pub(crate) fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Config {
+    pub(crate) fn from_lookup(lookup: impl Fn(&str) -> Option<OsString>) -> Config {
         let mut config = Config::default();
-        if let Some(value) = lookup(ENV_WORKERS) {
+        // Each variable as text; one that is not valid Unicode is an error.
+        let lookup = |variable: &'static str, errors: &mut Vec<ConfigError>| {
+            let value = lookup(variable)?;
+            match value.into_string() {
+                Ok(text) => Some(text),
+                Err(raw) => {
+                    errors.push(ConfigError::InvalidEnv {
+                        variable,
+                        value: raw.to_string_lossy().into_owned(),
+                        reason: "not valid Unicode (UTF-8)".into(),
+                    });
+                    None
+                }
+            }
+        };
+        if let Some(value) = lookup(ENV_WORKERS, &mut config.env_errors) {
             match parse_workers(&value) {
                 Ok(workers) => config.workers = workers,
                 Err(reason) => config.env_errors.push(ConfigError::InvalidEnv {
@@ -143,7 +165,7 @@ impl Config {
                 }),
             }
         }
-        if let Some(value) = lookup(ENV_PROGRESS) {
+        if let Some(value) = lookup(ENV_PROGRESS, &mut config.env_errors) {
             // `always`: bars on, even where stderr is not a terminal.
             let always = value.trim().eq_ignore_ascii_case("always");
             match parse_bool(&value).or(always.then_some(true)) {
@@ -159,7 +181,7 @@ impl Config {
             (ENV_PARALLEL, &mut config.parallel),
             (ENV_DETERMINISTIC, &mut config.deterministic),
         ] {
-            if let Some(value) = lookup(variable) {
+            if let Some(value) = lookup(variable, &mut config.env_errors) {
                 match parse_bool(&value) {
                     Some(on) => *slot = on,
                     None => config.env_errors.push(ConfigError::InvalidEnv {
@@ -468,8 +490,12 @@ pub(crate) struct ScopeGuard {
 }
 
 impl ScopeGuard {
+    /// `try_with`, here and in `drop`: in a thread-local destructor that
+    /// runs after `SCOPED` is gone, the scope cannot be set (and stays
+    /// unset until the drop, `SCOPED` never comes back): code inside it sees
+    /// the process default.
     pub(crate) fn enter(config: Config) -> ScopeGuard {
-        let previous = SCOPED.with(|scoped| scoped.replace(Some(config)));
+        let previous = SCOPED.try_with(|scoped| scoped.replace(Some(config))).unwrap_or(None);
         ScopeGuard { previous }
     }
 }
@@ -477,7 +503,7 @@ impl ScopeGuard {
 impl Drop for ScopeGuard {
     fn drop(&mut self) {
         let previous = self.previous.take();
-        SCOPED.with(|scoped| *scoped.borrow_mut() = previous);
+        let _ = SCOPED.try_with(|scoped| *scoped.borrow_mut() = previous);
     }
 }
 
@@ -514,8 +540,51 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Config {
-        let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Config::from_lookup(|name| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+        let pairs: Vec<(&str, OsString)> = pairs.iter().map(|(k, v)| (*k, OsString::from(v))).collect();
+        env_os(&pairs)
+    }
+
+    fn env_os(pairs: &[(&str, OsString)]) -> Config {
+        Config::from_lookup(|name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn non_unicode_env_values_name_their_variable() {
+        use std::os::unix::ffi::OsStringExt;
+        for variable in [ENV_WORKERS, ENV_PROGRESS, ENV_PARALLEL, ENV_DETERMINISTIC] {
+            let config = env_os(&[(variable, OsString::from_vec(b"1\xff".to_vec()))]);
+            let err = config.check().unwrap_err();
+            match &err {
+                ConfigError::InvalidEnv {
+                    variable: v,
+                    value,
+                    reason,
+                } => {
+                    assert_eq!(*v, variable);
+                    assert_eq!(value, "1\u{fffd}");
+                    assert!(reason.contains("Unicode"), "{reason}");
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(err.to_string().contains(variable), "{err}");
+            assert_eq!(config.num_workers().unwrap_err(), err);
+            // The setting itself keeps its built-in default.
+            assert_eq!(
+                Config {
+                    env_errors: Vec::new(),
+                    ..config
+                },
+                Config::default()
+            );
+        }
+        // Alongside a valid value, only the broken one is reported.
+        let config = env_os(&[
+            (ENV_WORKERS, OsString::from("2")),
+            (ENV_PARALLEL, OsString::from_vec(vec![0x80])),
+        ]);
+        assert_eq!(config.workers(), 2);
+        assert!(config.check().unwrap_err().to_string().contains(ENV_PARALLEL));
     }
 
     #[test]

@@ -77,6 +77,12 @@ pub fn default_builder() -> env_logger::Builder {
 /// Wraps any logger so that its lines print above live progress bars: the
 /// bars are cleared, the record is logged, the bars are redrawn.
 ///
+/// A panic while logging (a user's `Display` that panics) is caught while
+/// the bars are cleared and resumed once they are redrawn and their lock is
+/// released: it reaches the code that logged (inside `compute`, it is that
+/// item's [`Error::Panicked`](crate::Error::Panicked)), and later lines log
+/// as usual.
+///
 /// ```
 /// let inner = env_logger::Builder::new().build();
 /// let logger = mapreduce::logging::AboveBars::new(inner);

@@ -49,7 +49,8 @@ pub(crate) fn install(rank: i32) {
 /// The origin of the record being printed, when it came from another rank:
 /// this crate's line format prints it in place of the thread's name.
 pub(crate) fn origin() -> Option<String> {
-    ORIGIN.with(|origin| origin.borrow().clone())
+    // `try_with`: a record logged from a thread-local destructor has none.
+    ORIGIN.try_with(|origin| origin.borrow().clone()).unwrap_or(None)
 }
 
 /// A logger that keeps what passes its filter instead of printing it.

@@ -14,7 +14,6 @@ mod tally;
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
-use indicatif::ProgressBar;
 use parking_lot::{Condvar, Mutex};
 
 pub(crate) use bar::above_bars;
@@ -38,7 +37,8 @@ pub(crate) struct Monitor {
     total: Option<u64>,
     sink: Option<SharedSink>,
     draw_bar: bool,
-    bar: Option<ProgressBar>,
+    /// The bar, once shown; dropping it clears it, also when the run unwinds.
+    bar: Option<bar::Bar>,
     started: Instant,
     last_refresh: Instant,
 }
@@ -81,7 +81,7 @@ impl Monitor {
         self.last_refresh = now;
         let done = tally.done();
         if self.draw_bar && self.bar.is_none() && now - self.started >= BAR_DELAY {
-            self.bar = Some(bar::show(&self.description, self.total, done, now - self.started));
+            self.bar = bar::show(&self.description, self.total, done, now - self.started);
         }
         if let Some(bar) = &self.bar {
             bar.set_position(done);
@@ -106,9 +106,7 @@ impl Monitor {
 
     /// The run ended as `outcome`: clear the bar, tell the sink.
     pub(crate) fn finish_as(self, tally: &Tally, outcome: Outcome) {
-        if let Some(bar) = self.bar {
-            bar::clear(bar);
-        }
+        drop(self.bar);
         if let Some(sink) = &self.sink {
             sink.0.finish(tally.done(), outcome);
         }

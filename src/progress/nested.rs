@@ -5,7 +5,6 @@
 use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
-use indicatif::ProgressBar;
 use parking_lot::Mutex;
 
 use super::{bar, Tally, BAR_DELAY};
@@ -18,7 +17,7 @@ pub(crate) struct Child {
     started: Instant,
     /// The bar, once shown; `Err(())` once the run has ended (no bar may be
     /// shown after that).
-    bar: Mutex<Result<Option<ProgressBar>, ()>>,
+    bar: Mutex<Result<Option<bar::Bar>, ()>>,
 }
 
 /// Nested runs with bars, alive now.
@@ -55,9 +54,8 @@ impl ChildGuard {
 impl Drop for ChildGuard {
     fn drop(&mut self) {
         CHILDREN.lock().retain(|child| !Arc::ptr_eq(child, &self.0));
-        if let Ok(Some(bar)) = std::mem::replace(&mut *self.0.bar.lock(), Err(())) {
-            bar::clear(bar);
-        }
+        // Dropping the bar clears it.
+        drop(std::mem::replace(&mut *self.0.bar.lock(), Err(())));
     }
 }
 
@@ -71,7 +69,7 @@ pub(crate) fn draw_children(now: Instant) {
         match bar {
             Some(bar) => bar.set_position(done),
             None if now - child.started >= BAR_DELAY => {
-                *bar = Some(bar::show(&child.description, child.total, done, now - child.started));
+                *bar = bar::show(&child.description, child.total, done, now - child.started);
             }
             None => {}
         }

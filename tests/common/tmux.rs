@@ -49,6 +49,16 @@ impl Tmux {
         lines
     }
 
+    /// The pane's title, as escape sequences (OSC 0 / OSC 2) set it.
+    pub fn pane_title(&self) -> String {
+        let output = Command::new("tmux")
+            .args(["-L", &self.socket, "display-message", "-p", "#{pane_title}"])
+            .output()
+            .expect("tmux display-message");
+        assert!(output.status.success(), "tmux display-message failed");
+        String::from_utf8_lossy(&output.stdout).trim_end().to_owned()
+    }
+
     /// Capture until `done` holds for the pane, or fail after 60 s.
     pub fn wait_for(&self, what: &str, done: impl Fn(&[String]) -> bool) -> Vec<String> {
         let deadline = Instant::now() + Duration::from_secs(60);

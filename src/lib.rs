@@ -92,8 +92,19 @@
 //! ```
 //!
 //! Pools are built once per worker count and reused; their threads are
-//! named `mapreduce-<index>`. Runs nested in a task stay on the pool they are
-//! called from, at any depth, without extra threads or deadlock.
+//! named `mapreduce-<index>`. A run started on any thread that is not one of
+//! these workers (the main thread, a thread of the application's own rayon
+//! pool, inside `rayon::scope`) is a top-level run: it honours its config's
+//! worker count, bar and sink. Runs started inside a task are nested: they
+//! stay on the pool they are called from, without extra threads or
+//! deadlock, and draw no bar of their own.
+//!
+//! **How deep.** A nested run runs on the worker that started it, so nesting
+//! uses that worker's stack. Our workers get 64 MiB stacks (rayon's default
+//! is 2 MiB) of address space, of which only what nesting touches is used:
+//! in release builds, 10,000 levels of nested one-item runs fit (each level
+//! takes 3–4 KiB plus the job's own frames). Deeper than its stack, a
+//! program overflows and aborts, as any recursion does.
 //!
 //! # Cancellation
 //!
@@ -102,6 +113,28 @@
 //! (any order), or the cancellation of the task that started the run. Long
 //! computations poll it and return early; what they return is discarded.
 //! A nested run whose task is cancelled ends with [`Error::Cancelled`].
+//!
+//! **Inside data-parallel `compute`.** `is_cancelled()` and
+//! [`Config::current`] answer for the task of the thread that calls them.
+//! When `compute` hands work to rayon itself (a `join`, a `par_iter`), other
+//! workers may steal it, and there they would answer for their own tasks:
+//! rayon has no hook that carries ours along. So take the item's [`Task`]
+//! with [`current_task`] and *move* it into the inner closures: it answers
+//! for its item wherever it goes, and [`Task::enter`] runs code (free
+//! functions, nested runs) as that task:
+//!
+//! ```
+//! use mapreduce::{current_task, jobs, par_map_reduce_in_order};
+//! use rayon::prelude::*;
+//!
+//! // The first item whose 1,000 sub-evaluations all pass, each polling its
+//! // own item's cancellation, whichever worker runs it.
+//! let job = jobs::find_first(|x: &u32, _: &()| {
+//!     let task = current_task();
+//!     (1..=1000u32).into_par_iter().all(move |i| !task.is_cancelled() && (x + i) % 1009 != 0)
+//! });
+//! assert_eq!(par_map_reduce_in_order(10..5000u32, &(), job).unwrap(), Some(1009));
+//! ```
 //!
 //! # Errors
 //!
@@ -113,6 +146,25 @@
 //! panic. A job that can fail in its own way carries the error in its
 //! accumulator (`Acc = Result<_, E>`) and answers `Break(Err(e))`; in
 //! deterministic mode the leftmost error wins (see `examples/fallible.rs`).
+//!
+//! **Which event wins** (deterministic mode): the one a sequential run meets
+//! first. A `Break` left of a panic wins, also when only `merge` finds it
+//! (a pair of items that straddles two tasks): the items a task folded
+//! before a panic in `compute` are merged with what lies left of them.
+//! Two limits, both from panics that consume an accumulator:
+//!
+//! - A panic in `process_result` consumes its task's accumulator: a `Break`
+//!   that only `merge` would find between that task's earlier items and the
+//!   items left of them is not found, and the panic is reported instead.
+//!   (`process_result` that panics is rare; `compute` is where the work is.)
+//! - A panic in `merge` (sequential runs never merge) is an event at the
+//!   stretch it joins: a `Break` or panic left of that stretch still wins,
+//!   so a merge that would panic only right of the answer never changes it;
+//!   one the answer needs fails the run, with no item index.
+//!
+//! A panic in the job's `description` or in a streamed iterator's
+//! `size_hint` fails the run the same way, as does one in a log call made
+//! inside `compute` (that item's panic): the process and its logging go on.
 //!
 //! # Inputs
 //!

@@ -11,58 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::child::{run_scenario, scenario};
-use common::{quiet_scripted_panics, SCRIPTED};
+use common::{pair_then_panic, quiet_scripted_panics, PairSumsToFive, SCRIPTED};
 use mapreduce::prelude::*;
 use mapreduce::testing::check_merge_law;
 use mapreduce::{current_task, Outcome, ProgressSink};
 use rayon::prelude::*;
-
-/// Stops at the first adjacent pair of items that sums to 5; `compute`
-/// panics on item 100. Lawful: a pair that straddles two stretches is found
-/// by `merge`, which then ends the stretch at the pair.
-struct PairSumsToFive;
-
-impl MapReduce<u64> for PairSumsToFive {
-    type Output = u64;
-    type Acc = Vec<u64>;
-
-    fn empty_result(&self, _: &()) -> Vec<u64> {
-        Vec::new()
-    }
-    fn compute(&self, item: u64, _: &()) -> u64 {
-        if item == 100 {
-            panic!("{SCRIPTED}: compute refuses 100");
-        }
-        item
-    }
-    fn process_result(&self, new: u64, mut acc: Vec<u64>) -> ControlFlow<Vec<u64>, Vec<u64>> {
-        let pair = acc.last().is_some_and(|last| last + new == 5);
-        acc.push(new);
-        if pair {
-            Break(acc)
-        } else {
-            Continue(acc)
-        }
-    }
-    fn merge(&self, mut left: Vec<u64>, right: Vec<u64>) -> ControlFlow<Vec<u64>, Vec<u64>> {
-        if let (Some(last), Some(&first)) = (left.last(), right.first()) {
-            if last + first == 5 {
-                left.push(first);
-                return Break(left);
-            }
-        }
-        left.extend(right);
-        Continue(left)
-    }
-}
-
-/// 300 items of 10 with `2, 3, 100` at `at`: the pair at `at` breaks, and
-/// the panicking item right after it is never reached sequentially.
-fn pair_then_panic(at: usize) -> Vec<u64> {
-    let mut items = vec![10; 300];
-    items[at..at + 3].copy_from_slice(&[2, 3, 100]);
-    items
-}
 
 /// Every entry point, on `workers` workers (or sequential), over `items`.
 fn every_entry_point<J>(items: &[u64], job: &J, workers: isize) -> Vec<(&'static str, Result<J::Acc, Error>)>
@@ -104,7 +57,7 @@ where
 #[test]
 fn merge_law_holds_for_the_pair_job() {
     for at in [0, 5, 40, 150, 297] {
-        let items: Vec<u64> = pair_then_panic(at).into_iter().filter(|&x| x != 100).collect();
+        let items: Vec<u64> = pair_then_panic(at, 300).into_iter().filter(|&x| x != 100).collect();
         for seed in 0..20 {
             check_merge_law(&PairSumsToFive, &(), &items, seed).unwrap();
         }
@@ -115,7 +68,7 @@ fn merge_law_holds_for_the_pair_job() {
 fn break_found_by_merge_wins_over_a_panic_right_of_it() {
     quiet_scripted_panics();
     for at in 0..297 {
-        let items = pair_then_panic(at);
+        let items = pair_then_panic(at, 300);
         let expected = seq_map_reduce(items.clone(), &(), &PairSumsToFive).unwrap();
         assert_eq!(expected.len(), at + 2);
         for workers in [1, 2] {

@@ -25,7 +25,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use common::tmux::{tmux_available, Tmux};
-use common::{BadMerge, Scripted};
+use common::{pair_then_panic, BadMerge, PairSumsToFive, Scripted};
 
 /// The longest any case may take before the watchdog calls it a hang.
 const WATCHDOG: Duration = Duration::from_secs(120);
@@ -323,6 +323,13 @@ fn equal(world: &impl Communicator) {
             assert_eq!(both(world, 0..0, &jobs::sum(|x: u64, _: &()| x)).unwrap(), 0);
             // A break made by merge.
             assert!(both(world, 0..600, &jobs::any(|x: &u64, _: &()| *x == 450)).unwrap());
+            // A break that only a merge across blocks finds, with a panic
+            // right after it: the items before the panic travel with it.
+            for at in 0..60 {
+                let values = pair_then_panic(at, 80);
+                let job = Valued(&values, &PairSumsToFive);
+                assert_eq!(both(world, 0..80, &job).unwrap().len(), at + 2);
+            }
             // Runs nested in the ranks' tasks.
             let nested = jobs::sum(|x: u64, _: &()| par_map_reduce(0..x, &(), jobs::sum(|y: u64, _: &()| y)).unwrap());
             both(world, 0..300, &nested).unwrap();
@@ -556,6 +563,26 @@ fn logs(world: &impl Communicator) {
         mapreduce::mpi::par_map_reduce(world, indexed(0..600), &(), &slow).unwrap(),
         179_700
     );
+}
+
+/// `inner` over the items' values: item `i` is `values[i]`.
+struct Valued<'a, J>(&'a [u64], &'a J);
+
+impl<J: MapReduce<u64>> MapReduce<u64> for Valued<'_, J> {
+    type Output = J::Output;
+    type Acc = J::Acc;
+    fn empty_result(&self, ctx: &()) -> J::Acc {
+        self.1.empty_result(ctx)
+    }
+    fn compute(&self, item: u64, ctx: &()) -> J::Output {
+        self.1.compute(self.0[item as usize], ctx)
+    }
+    fn process_result(&self, new: J::Output, acc: J::Acc) -> ControlFlow<J::Acc, J::Acc> {
+        self.1.process_result(new, acc)
+    }
+    fn merge(&self, left: J::Acc, right: J::Acc) -> ControlFlow<J::Acc, J::Acc> {
+        self.1.merge(left, right)
+    }
 }
 
 /// `range` as an indexed parallel iterator (rayon indexes `usize` ranges,

@@ -161,3 +161,50 @@ impl MapReduce<u64> for BadMerge {
         Continue(if left.is_empty() { right } else { left })
     }
 }
+
+/// Stops at the first adjacent pair of items that sums to 5; `compute`
+/// panics on item 100. Lawful: a pair that straddles two stretches is found
+/// by `merge`, which then ends the stretch at the pair.
+pub struct PairSumsToFive;
+
+impl MapReduce<u64> for PairSumsToFive {
+    type Output = u64;
+    type Acc = Vec<u64>;
+
+    fn empty_result(&self, _: &()) -> Vec<u64> {
+        Vec::new()
+    }
+    fn compute(&self, item: u64, _: &()) -> u64 {
+        if item == 100 {
+            panic!("{SCRIPTED}: compute refuses 100");
+        }
+        item
+    }
+    fn process_result(&self, new: u64, mut acc: Vec<u64>) -> ControlFlow<Vec<u64>, Vec<u64>> {
+        let pair = acc.last().is_some_and(|last| last + new == 5);
+        acc.push(new);
+        if pair {
+            Break(acc)
+        } else {
+            Continue(acc)
+        }
+    }
+    fn merge(&self, mut left: Vec<u64>, right: Vec<u64>) -> ControlFlow<Vec<u64>, Vec<u64>> {
+        if let (Some(last), Some(&first)) = (left.last(), right.first()) {
+            if last + first == 5 {
+                left.push(first);
+                return Break(left);
+            }
+        }
+        left.extend(right);
+        Continue(left)
+    }
+}
+
+/// `len` items of 10 with `2, 3, 100` at `at`: the pair at `at` breaks,
+/// and the panicking item right after it is never reached sequentially.
+pub fn pair_then_panic(at: usize, len: usize) -> Vec<u64> {
+    let mut items = vec![10; len];
+    items[at..at + 3].copy_from_slice(&[2, 3, 100]);
+    items
+}

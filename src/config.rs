@@ -318,11 +318,12 @@ impl Config {
     /// holds in flight, all its batches together, to `items`: for items that
     /// own a lot of memory (buffers, records, images) or other resources.
     /// `0` (the default) is automatic: two batches of at most 4 MiB of items
-    /// each, each handed to the workers after a few milliseconds of reading.
-    /// With a cap `n`, at most `min(2, n)` batches of at most
+    /// (inline) each, each handed to the workers when full or after 4 ms of
+    /// reading. With a cap `n`, at most `min(2, n)` batches of at most
     /// `n / min(2, n)` items are alive at once, so at most `n` items: the
-    /// peak memory of the input is `n` times an item's size (inline and
-    /// owned). A small cap keeps the workers waiting on the reader more
+    /// input's peak memory is `n` times an item's size, inline and owned
+    /// (the whole rule: [`par_map_reduce_iter`](crate::par_map_reduce_iter),
+    /// "Memory"). A small cap keeps the workers waiting on the reader more
     /// often; `n` of a few times the worker count keeps them busy when items
     /// take long to compute. `MAPREDUCE_STREAM_BUFFER` sets the default.
     ///

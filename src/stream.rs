@@ -6,37 +6,11 @@
 //! batch buffers are reused for the whole run, so memory stays flat however
 //! long the iterator is.
 //!
-//! # What a stream keeps in memory
-//!
-//! At most `N` batches are alive at once (read, or being read, and not yet
-//! folded), each of at most `L` items, so at most `N × L` items; an item
-//! takes `size_of::<T>()` bytes inline in its batch, plus whatever it owns
-//! (a `Vec`'s heap buffer, a file's handle). An item the workers have taken
-//! from a batch is dropped once its `compute` returns.
-//!
-//! - **Automatic** ([`Config::stream_buffer`] is `0`, the default): `N = 2`
-//!   and `L = clamp(4 MiB / size_of::<T>(), 64, 2^20)`; the first batch holds
-//!   64 items per worker and each next one may hold twice as many as the
-//!   last, up to `L`. The inline bytes of the batches are thus at most
-//!   8 MiB (more only for items over 64 KiB inline).
-//! - **The time rule:** the reader also hands a batch over to the workers
-//!   once it has been reading it for 4 ms and the batch holds at least one
-//!   item per worker. A stream whose reading is the bottleneck, such as one
-//!   that builds a large item per step, so holds about 2 × 4 ms worth of
-//!   items (or two items per worker, when fewer are read in 4 ms), whatever
-//!   their size. The clock is read between chunks of reads, each sized to
-//!   take about 0.25 ms at the rate seen so far (from 1 to 1024 items), so
-//!   a batch overshoots 4 ms by about a chunk.
-//! - **When reading is fast and folding slow**, batches fill to `L` before
-//!   4 ms pass, and only `L` bounds them: items that are small inline but
-//!   own much (large `Vec`s read from memory, say) can then hold up to
-//!   `2 × L` times what each owns. [`Config::with_stream_buffer`]`(n)` caps
-//!   that: `N = min(2, n)` batches of at most `L = n / N` items (and at most
-//!   the automatic `L`), so at most `n` items are alive at once, the ones
-//!   inside `compute` included.
-//!
-//! A `Break` or a panic stops the reading at the next chunk; the batches
-//! already read are dropped unfolded (right of the event) or folded (left).
+//! What a stream keeps in memory, and by which rule, is documented on
+//! [`par_map_reduce_iter`] ("Memory"): at most `IN_FLIGHT` batches alive,
+//! each of at most `max_batch_len` items (`batch_limits` under a
+//! `Config::with_stream_buffer` cap), each handed over when full or after
+//! `BATCH_READ_TIME` of reading (`Reader::fill`).
 
 use std::ops::ControlFlow::{self, Break, Continue};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -91,24 +65,39 @@ const MAX_CHUNK: usize = 1024;
 ///
 /// # Memory
 ///
-/// The input in memory is at most two batches of items (`T` the item
-/// type): each item `size_of::<T>()` bytes inline plus whatever it owns.
+/// What a stream keeps of its input: at most `N` batches alive at once (one
+/// being read while the one before it is folded, or two being folded while
+/// the reader waits), each of at most `L` items, so at most `N × L` items.
+/// Each item takes `size_of::<T>()` bytes inline in its batch plus whatever
+/// it owns (a `Vec`'s heap buffer, a file handle). A worker takes an item
+/// from its batch to hand it to `compute`, which owns it from then on (and
+/// drops it on return, unless its output keeps it).
 ///
-/// - A batch holds at most `L = clamp(4 MiB / size_of::<T>(), 64, 2^20)`
-///   items, so the batches take at most 8 MiB inline (more only for items
-///   over 64 KiB inline).
-/// - The time rule: the reader hands a batch to the workers once it has
-///   been reading it for 4 ms and it holds an item per worker, full or not.
-///   When reading is the bottleneck (each item is built, parsed or
-///   allocated as it is read), the stream so holds about 8 ms worth of
-///   items, whatever they own.
-/// - When reading is fast and folding slow, batches fill to `L` items;
-///   when each item owns much, cap them with
-///   [`Config::with_stream_buffer`]`(n)` (or `MAPREDUCE_STREAM_BUFFER`): at
-///   most `n` items are then alive at once, those being computed included.
+/// - **Automatically** (the default): `N = 2` and
+///   `L = clamp(4 MiB / size_of::<T>(), 64, 2^20)`, so the batches take at
+///   most 8 MiB inline (more only for items over 64 KiB inline). The first
+///   batch holds at most 64 items per worker, each next one at most twice
+///   as many as the one before, up to `L`.
+/// - **The time rule:** the reader hands a batch to the workers when it is
+///   full *or* once it has been reading it for 4 ms and it holds at least
+///   one item per worker (or `L` items, when `L` is smaller). A stream whose
+///   reading is the bottleneck (each item is built, parsed or copied as it
+///   is read) so holds about 2 × 4 ms worth of items, or two items per
+///   worker when reading one takes longer, whatever the items own. The
+///   reader looks at the clock between chunks of reads, each sized to take
+///   about 0.25 ms at the rate seen so far (1 to 1024 items), so a batch
+///   overshoots 4 ms by about one chunk (more only when items suddenly
+///   become much slower to read).
+/// - **When reading is fast and folding slow**, batches fill to `L` items
+///   before 4 ms pass, and only `L` bounds them: items that are small inline
+///   but own much can then hold `2 × L` times what each owns. For them,
+///   [`Config::with_stream_buffer`]`(n)` (or `MAPREDUCE_STREAM_BUFFER=n`)
+///   caps the items in flight: `N = min(2, n)` and `L = min(n / N,` the
+///   automatic `L)`, so at most `n` items are alive at once, those inside
+///   `compute` included (not counting any a `compute` keeps in its output).
 ///
-/// The [module's rule](self) has the details. With a cap, 64 records of
-/// 1 MiB each never take more than 4 MiB at once:
+/// With a cap of 4 items, these 64 records of 1 MiB never take more than
+/// 4 MiB at once:
 ///
 /// ```
 /// use mapreduce::{jobs, par_map_reduce_iter, Config};

@@ -34,6 +34,13 @@ pub const ENV_PARALLEL: &str = "MAPREDUCE_PARALLEL";
 /// assert_eq!(mapreduce::ENV_DETERMINISTIC, "MAPREDUCE_DETERMINISTIC");
 /// ```
 pub const ENV_DETERMINISTIC: &str = "MAPREDUCE_DETERMINISTIC";
+/// Environment variable for the default cap on the items a stream holds in
+/// flight (see [`Config::with_stream_buffer`]; `0` is automatic).
+///
+/// ```
+/// assert_eq!(mapreduce::ENV_STREAM_BUFFER, "MAPREDUCE_STREAM_BUFFER");
+/// ```
+pub const ENV_STREAM_BUFFER: &str = "MAPREDUCE_STREAM_BUFFER";
 
 /// How runs behave: how many workers, whether to draw progress bars, whether
 /// to run in parallel at all, and whether shortcircuits are deterministic.
@@ -62,6 +69,8 @@ pub struct Config {
     deterministic: bool,
     progress_sink: Option<SharedSink>,
     nested_progress_bars: bool,
+    /// The most items a stream holds in flight; 0: automatic.
+    stream_buffer: usize,
     /// Environment values that did not parse; reported when a run starts,
     /// forgotten once the setting they concern is set explicitly.
     env_errors: Vec<ConfigError>,
@@ -91,6 +100,7 @@ impl Default for Config {
             deterministic: true,
             progress_sink: None,
             nested_progress_bars: false,
+            stream_buffer: 0,
             env_errors: Vec::new(),
         }
     }
@@ -123,7 +133,9 @@ impl Config {
     /// `MAPREDUCE_PROGRESS`, `MAPREDUCE_PARALLEL` and
     /// `MAPREDUCE_DETERMINISTIC` (booleans: 1/0, true/false, yes/no, on/off;
     /// `MAPREDUCE_PROGRESS=always` also draws bars where stderr is not a
-    /// terminal, see [`with_progress_bars_always`](Self::with_progress_bars_always)).
+    /// terminal, see [`with_progress_bars_always`](Self::with_progress_bars_always)),
+    /// and `MAPREDUCE_STREAM_BUFFER` (a count of items, `0` for automatic, see
+    /// [`with_stream_buffer`](Self::with_stream_buffer)).
     /// Unset variables keep the built-in [`Default`]. Values that do not parse,
     /// and values that are not valid Unicode, are kept as errors
     /// ([`ConfigError::InvalidEnv`] naming the variable) that the next run
@@ -174,6 +186,16 @@ impl Config {
                     variable: ENV_PROGRESS,
                     value,
                     reason: "expected a boolean (1/0, true/false, yes/no, on/off) or always".into(),
+                }),
+            }
+        }
+        if let Some(value) = lookup(ENV_STREAM_BUFFER, &mut config.env_errors) {
+            match parse_stream_buffer(&value) {
+                Ok(items) => config.stream_buffer = items,
+                Err(reason) => config.env_errors.push(ConfigError::InvalidEnv {
+                    variable: ENV_STREAM_BUFFER,
+                    value,
+                    reason,
                 }),
             }
         }
@@ -312,6 +334,49 @@ impl Config {
     /// ```
     pub fn nested_progress_bars(&self) -> bool {
         self.nested_progress_bars
+    }
+
+    /// Cap the items a streamed run ([`par_map_reduce_iter`](crate::par_map_reduce_iter))
+    /// holds in flight, all its batches together, to `items`: for items that
+    /// own a lot of memory (buffers, records, images) or other resources.
+    /// `0` (the default) is automatic: two batches of at most 4 MiB of items
+    /// (inline) each, each handed to the workers when full or after 4 ms of
+    /// reading. With a cap `n`, at most `min(2, n)` batches of at most
+    /// `n / min(2, n)` items are alive at once, so at most `n` items: the
+    /// input's peak memory is `n` times an item's size, inline and owned
+    /// (the whole rule: [`par_map_reduce_iter`](crate::par_map_reduce_iter),
+    /// "Memory"). A small cap keeps the workers waiting on the reader more
+    /// often; `n` of a few times the worker count keeps them busy when items
+    /// take long to compute. `MAPREDUCE_STREAM_BUFFER` sets the default.
+    ///
+    /// ```
+    /// use mapreduce::{jobs, par_map_reduce_iter, Config};
+    ///
+    /// // Records of 1 MiB each: at most 8 of them (8 MiB) are in memory at once.
+    /// let records = (0..64u8).map(|i| vec![i; 1 << 20]);
+    /// let total = Config::current()
+    ///     .with_stream_buffer(8)
+    ///     .scope(|| par_map_reduce_iter(records, &(), jobs::sum(|r: Vec<u8>, _: &()| r[0] as u64)))
+    ///     .unwrap();
+    /// assert_eq!(total, (0..64).sum::<u64>());
+    /// ```
+    pub fn with_stream_buffer(mut self, items: usize) -> Config {
+        self.stream_buffer = items;
+        self.forget_env_error(ENV_STREAM_BUFFER);
+        self
+    }
+
+    /// The cap on the items a stream holds in flight; `0`: automatic (see
+    /// [`with_stream_buffer`](Self::with_stream_buffer)).
+    ///
+    /// ```
+    /// use mapreduce::Config;
+    ///
+    /// assert_eq!(Config::default().stream_buffer(), 0);
+    /// assert_eq!(Config::default().with_stream_buffer(64).stream_buffer(), 64);
+    /// ```
+    pub fn stream_buffer(&self) -> usize {
+        self.stream_buffer
     }
 
     /// Tell `sink` how top-level runs progress (start, items done several
@@ -527,6 +592,13 @@ fn parse_workers(value: &str) -> Result<isize, String> {
     }
 }
 
+fn parse_stream_buffer(value: &str) -> Result<usize, String> {
+    value
+        .trim()
+        .parse::<usize>()
+        .map_err(|_| "expected a count of items: n > 0 caps the items a stream holds in flight, 0 is automatic".into())
+}
+
 fn parse_bool(value: &str) -> Option<bool> {
     match value.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Some(true),
@@ -631,8 +703,11 @@ mod tests {
             (ENV_PROGRESS, "off"),
             (ENV_PARALLEL, "No"),
             (ENV_DETERMINISTIC, "0"),
+            (ENV_STREAM_BUFFER, " 64 "),
         ]);
         assert_eq!(config.workers(), 3);
+        assert_eq!(config.stream_buffer(), 64);
+        assert_eq!(env(&[(ENV_STREAM_BUFFER, "0")]).stream_buffer(), 0);
         assert!(!config.progress_bars() && !config.parallel() && !config.deterministic());
         assert!(config.check().is_ok());
         assert_eq!(env(&[]), Config::default());
@@ -647,12 +722,36 @@ mod tests {
             (ENV_PROGRESS, "maybe"),
             (ENV_PARALLEL, "2"),
             (ENV_DETERMINISTIC, "yes please"),
+            (ENV_STREAM_BUFFER, "lots"),
+            (ENV_STREAM_BUFFER, "-1"),
+            (ENV_STREAM_BUFFER, "1.5"),
+            (ENV_STREAM_BUFFER, ""),
         ] {
             let config = env(&[(variable, value)]);
             let err = config.check().unwrap_err();
             assert!(err.to_string().contains(variable), "{err}");
             assert_eq!(config.num_workers().unwrap_err(), err);
         }
+    }
+
+    #[test]
+    fn bad_stream_buffer_is_reported_at_run_start_until_set() {
+        let config = env(&[(ENV_STREAM_BUFFER, "big")]);
+        match config.check().unwrap_err() {
+            ConfigError::InvalidEnv {
+                variable,
+                value,
+                reason,
+            } => {
+                assert_eq!((variable, value.as_str()), (ENV_STREAM_BUFFER, "big"));
+                assert!(reason.contains("count of items"), "{reason}");
+            }
+            other => panic!("expected InvalidEnv, got {other:?}"),
+        }
+        assert_eq!(config.stream_buffer(), 0);
+        let config = config.with_stream_buffer(16);
+        assert!(config.check().is_ok());
+        assert_eq!(config.stream_buffer(), 16);
     }
 
     #[test]

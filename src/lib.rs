@@ -77,8 +77,10 @@
 //!
 //! [`Config`] holds the worker count (PyPhi's `NUMBER_OF_CORES` rule:
 //! `n > 0`, `-1` all cores, `-2` all but one), progress bars, parallel and
-//! deterministic flags. Defaults come from `MAPREDUCE_WORKERS`,
-//! `MAPREDUCE_PROGRESS`, `MAPREDUCE_PARALLEL` and `MAPREDUCE_DETERMINISTIC`;
+//! deterministic flags, and the cap on the items a stream holds in flight.
+//! Defaults come from `MAPREDUCE_WORKERS`, `MAPREDUCE_PROGRESS`,
+//! `MAPREDUCE_PARALLEL`, `MAPREDUCE_DETERMINISTIC` and
+//! `MAPREDUCE_STREAM_BUFFER`;
 //! [`Config::scope`] overrides them for a block of code, on this thread and
 //! in every task and nested run started inside it, whatever thread runs it:
 //!
@@ -172,7 +174,10 @@
 //! vectors, slices, adaptors, `par_bridge`), [`ParallelMapReduce`] adds
 //! `.map_reduce(ctx, job)` to every parallel iterator, and
 //! [`par_map_reduce_iter`] streams a plain `Iterator` of any length (not
-//! necessarily `Send`) in bounded batches, with flat memory.
+//! necessarily `Send`) in bounded batches, with flat memory: at most two
+//! batches, each handed to the workers when full or after 4 ms of reading,
+//! and [`Config::with_stream_buffer`] caps the items in flight when each
+//! owns much (see [`par_map_reduce_iter`]'s "Memory").
 //!
 //! # Progress and logging
 //!
@@ -239,7 +244,7 @@ mod sync;
 pub mod testing;
 
 pub use cancel::{current_task, is_cancelled, Task};
-pub use config::{Config, ENV_DETERMINISTIC, ENV_PARALLEL, ENV_PROGRESS, ENV_WORKERS};
+pub use config::{Config, ENV_DETERMINISTIC, ENV_PARALLEL, ENV_PROGRESS, ENV_STREAM_BUFFER, ENV_WORKERS};
 pub use error::{ConfigError, Error};
 pub use job::MapReduce;
 pub use logging::init_logging;

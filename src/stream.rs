@@ -2,12 +2,19 @@
 //! iterable into a list; this reads it in bounded batches).
 //!
 //! The calling thread reads the iterator, in order, into a batch while the
-//! pool folds the previous two; batch results are merged in order. Three
+//! pool folds the batch before it; batch results are merged in order. The
 //! batch buffers are reused for the whole run, so memory stays flat however
 //! long the iterator is.
+//!
+//! What a stream keeps in memory, and by which rule, is documented on
+//! [`par_map_reduce_iter`] ("Memory"): at most `IN_FLIGHT` batches alive,
+//! each of at most `max_batch_len` items (`batch_limits` under a
+//! `Config::with_stream_buffer` cap), each handed over when full or after
+//! `BATCH_READ_TIME` of reading (`Reader::fill`).
 
 use std::ops::ControlFlow::{self, Continue};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
 
 use rayon::iter::ParallelDrainRange;
 
@@ -24,17 +31,23 @@ use crate::pool;
 use crate::progress::{self, Finished, Monitor, Tally};
 use crate::sequential;
 
-/// The largest batch, in bytes of items: three such buffers are all the memory
-/// a streamed run holds.
+/// The largest batch, in bytes of items inline (`size_of` each).
 const MAX_BATCH_BYTES: usize = 4 << 20;
-/// Batch lengths stay within these bounds, whatever the item size.
-const MIN_BATCH_LEN: usize = 1024;
+/// Batch lengths stay within these bounds, whatever the item size (a
+/// [`Config::with_stream_buffer`] cap may go lower).
+const MIN_BATCH_LEN: usize = 64;
 const MAX_BATCH_LEN: usize = 1 << 20;
 /// The first batch per worker: small, so slow items start in parallel soon.
 const FIRST_BATCH_PER_WORKER: usize = 64;
-/// While reading, how often to look whether the batch being folded has
-/// ended the run.
-const READ_CHECK_EVERY: usize = 1024;
+/// The time rule: a batch that has been read for this long is handed to the
+/// workers once it holds an item per worker, full or not.
+const BATCH_READ_TIME: Duration = Duration::from_millis(4);
+/// The reader reads in chunks, and between two looks at the clock, at the
+/// run's state and at its progress display; a chunk is sized to take about
+/// this long, within `1..=MAX_CHUNK` items.
+const CHUNK_TIME: Duration = Duration::from_micros(250);
+/// The longest chunk: `Vec::extend` reads it without per-item checks.
+const MAX_CHUNK: usize = 1024;
 
 /// Parallel run over a plain `Iterator` of any length, even unbounded until
 /// a `Break`: read in order, in bounded batches, on the calling thread (the
@@ -49,6 +62,77 @@ const READ_CHECK_EVERY: usize = 1024;
 /// let found = par_map_reduce_iter(1u64.., &(), jobs::find_first(|n: &u64, _: &()| n * n % 1000 == 444)).unwrap();
 /// assert_eq!(found, Some(38));
 /// ```
+///
+/// # Memory
+///
+/// What a stream keeps of its input: at most `N` batches alive at once (one
+/// being read while the one before it is folded, or two being folded while
+/// the reader waits), each of at most `L` items, so at most `N × L` items.
+/// Each item takes `size_of::<T>()` bytes inline in its batch plus whatever
+/// it owns (a `Vec`'s heap buffer, a file handle). A worker takes an item
+/// from its batch to hand it to `compute`, which owns it from then on (and
+/// drops it on return, unless its output keeps it).
+///
+/// - **Automatically** (the default): `N = 2` and
+///   `L = clamp(4 MiB / size_of::<T>(), 64, 2^20)`, so the batches take at
+///   most 8 MiB inline (more only for items over 64 KiB inline). The first
+///   batch holds at most 64 items per worker, each next one at most twice
+///   as many as the one before, up to `L`.
+/// - **The time rule:** the reader hands a batch to the workers when it is
+///   full *or* once it has been reading it for 4 ms and it holds at least
+///   one item per worker (or `L` items, when `L` is smaller). A stream whose
+///   reading is the bottleneck (each item is built, parsed or copied as it
+///   is read) so holds about 2 × 4 ms worth of items, or two items per
+///   worker when reading one takes longer, whatever the items own. The
+///   reader looks at the clock between chunks of reads, each sized to take
+///   about 0.25 ms at the rate seen so far (1 to 1024 items), so a batch
+///   overshoots 4 ms by about one chunk (more only when items suddenly
+///   become much slower to read).
+/// - **When reading is fast and folding slow**, batches fill to `L` items
+///   before 4 ms pass, and only `L` bounds them: items that are small inline
+///   but own much can then hold `2 × L` times what each owns. For them,
+///   [`Config::with_stream_buffer`]`(n)` (or `MAPREDUCE_STREAM_BUFFER=n`)
+///   caps the items in flight: `N = min(2, n)` and `L = min(n / N,` the
+///   automatic `L)`, so at most `n` items are alive at once, those inside
+///   `compute` included (not counting any a `compute` keeps in its output).
+///
+/// With a cap of 4 items, these 64 records of 1 MiB never take more than
+/// 4 MiB at once:
+///
+/// ```
+/// use mapreduce::{jobs, par_map_reduce_iter, Config};
+///
+/// let records = (0..64u32).map(|i| vec![i; 1 << 18]); // 1 MiB each
+/// let sums = Config::current()
+///     .with_stream_buffer(4)
+///     .scope(|| par_map_reduce_iter(records, &(), jobs::collect(|r: Vec<u32>, _: &()| r.iter().sum::<u32>())))
+///     .unwrap();
+/// assert_eq!(sums, (0..64).map(|i| i << 18).collect::<Vec<u32>>());
+/// ```
+///
+/// # Errors
+///
+/// Those of [`par_map_reduce`](crate::par_map_reduce), and a panic in the
+/// iterator is an [`Error::Panicked`] too: while reading (in `next`), with
+/// the index of the item being read; in `into_iter`, in `size_hint` (asked
+/// once, before reading, for the progress total) or in the iterator's
+/// `drop`, without an index ([`Error::index`] is `None`: no item is to
+/// blame).
+///
+/// ```
+/// use mapreduce::{jobs, par_map_reduce_iter, Error};
+///
+/// struct Moody;
+/// impl Iterator for Moody {
+///     type Item = u64;
+///     fn next(&mut self) -> Option<u64> { None }
+///     fn size_hint(&self) -> (usize, Option<usize>) { panic!("no idea") }
+/// }
+///
+/// # std::panic::set_hook(Box::new(|_| {}));
+/// let err = par_map_reduce_iter(Moody, &(), jobs::count(|_: &u64, _: &()| true)).unwrap_err();
+/// assert!(matches!(err, Error::Panicked { index: None, .. }));
+/// ```
 pub fn par_map_reduce_iter<I, C, J>(items: I, ctx: &C, job: J) -> Result<J::Acc, Error>
 where
     I: IntoIterator,
@@ -58,13 +142,20 @@ where
 {
     let config = Config::current();
     config.check()?;
-    if !config.parallel() {
-        return sequential::fold(items.into_iter(), ctx, &job).map(into_value);
-    }
-    let workers = config.num_workers()?;
+    let workers = if config.parallel() { config.num_workers()? } else { 1 };
     let description = engine::description_of(&job)?;
+    // The iterator is the user's code from `into_iter` to its drop.
+    let items = catch_panic(|| items.into_iter())?;
+    if !config.parallel() {
+        return sequential::fold(items, ctx, &job).map(into_value);
+    }
     log::debug!("streamed run {description:?}: {workers} worker(s)");
-    stream(items.into_iter(), ctx, &job, &description, config, workers)
+    stream(items, ctx, &job, &description, config, workers)
+}
+
+/// Drop the user's iterator, a panic in its `drop` caught.
+fn release<I>(items: I) -> Result<(), Error> {
+    catch_panic(move || drop(items))
 }
 
 fn stream<I, C, J>(
@@ -81,7 +172,16 @@ where
     C: Sync + ?Sized,
     J: MapReduce<I::Item, C>,
 {
-    let total = match items.size_hint() {
+    let mut items = items;
+    let hint = match catch_panic(|| items.size_hint()) {
+        Ok(hint) => hint,
+        Err(panic) => {
+            // The first failure is the one reported.
+            let _ = release(items);
+            return Err(panic);
+        }
+    };
+    let total = match hint {
         (lower, Some(upper)) if lower == upper => Some(lower),
         _ => None,
     };
@@ -93,7 +193,11 @@ where
         (None, Some(child)) => Some(child.tally()),
         (None, None) => None,
     };
-    let outcome = fold_batches(items, ctx, job, &config, workers, watched, &mut monitor);
+    let outcome = fold_batches(&mut items, ctx, job, &config, workers, watched, &mut monitor);
+    let outcome = match release(items) {
+        Err(panic) if outcome.is_ok() => Err(panic),
+        _ => outcome,
+    };
     if let Some(monitor) = monitor {
         monitor.finish(&tally, &outcome);
     }
@@ -101,8 +205,9 @@ where
     outcome.map(into_value)
 }
 
-/// Batches folded at once while the next one is read: the pool never waits
-/// for the tail of one batch before starting on the next.
+/// Batches alive at once: one is read while the one before it is folded (or
+/// two are folded while the reader waits), so the pool never waits for the
+/// tail of one batch before starting on the next.
 const IN_FLIGHT: usize = 2;
 
 /// Where a batch folded on the pool leaves its result and its buffer.
@@ -141,14 +246,15 @@ where
         folded: Mutex::new(None),
         finished: Finished::new(),
     });
-    let mut reader = Reader { items, read: 0 };
+    let mut reader = Reader::new(items);
     // The pieces of the batches joined so far, in order.
     let mut joined: Option<Piece<J::Acc>> = None;
     // Inside a task, this thread is one of the pool's workers: it must not
     // block on a signal, or a pool whose workers all do so would deadlock.
     let nested = pool::on_our_worker();
     let outcome = pool::in_place_scope(workers, true, |scope| {
-        let mut batch_len = (FIRST_BATCH_PER_WORKER * workers).min(max_batch_len::<I::Item>());
+        let (in_flight, max_len) = batch_limits::<I::Item>(config.stream_buffer());
+        let mut batch_len = (FIRST_BATCH_PER_WORKER * workers).min(max_len);
         let mut spare: Vec<Vec<I::Item>> = Vec::new();
         // The slots of the batches spawned and not merged yet, oldest first.
         let mut pending = std::collections::VecDeque::new();
@@ -157,19 +263,19 @@ where
         let mut read_error = None;
         let mut input_done = false;
         loop {
-            while !input_done && pending.len() < IN_FLIGHT {
+            while !input_done && pending.len() < in_flight {
                 let mut batch = spare.pop().unwrap_or_default();
                 let first_index = reader.read;
                 let asked = batch_len;
                 batch.reserve(asked);
-                let read = reader.fill(&mut batch, asked, Some((&state, &mut *monitor, tally)));
-                batch_len = (batch_len * 2).min(max_batch_len::<I::Item>());
-                if let Err(err) = read {
+                let read = reader.fill(&mut batch, asked, workers, Some((&state, &mut *monitor, tally)));
+                batch_len = (batch_len * 2).min(max_len);
+                let exhausted = read.unwrap_or_else(|err| {
                     read_error = Some(err);
-                }
-                // A short batch ends the input; after an event, nothing
-                // further right can matter.
-                input_done = read_error.is_some() || batch.len() < asked || state.has_event();
+                    true
+                });
+                // After an event, nothing further right can matter.
+                input_done = exhausted || state.has_event();
                 if batch.is_empty() {
                     input_done = true;
                     continue;
@@ -232,7 +338,20 @@ where
     outcome
 }
 
-/// The longest batch for items of type `T`.
+/// How many batches may be alive at once, and the longest batch, for items
+/// of type `T` under a [`Config::with_stream_buffer`] cap (`0`: none): the
+/// batches alive hold at most `cap` items together.
+fn batch_limits<T>(cap: usize) -> (usize, usize) {
+    match cap {
+        0 => (IN_FLIGHT, max_batch_len::<T>()),
+        cap => {
+            let in_flight = IN_FLIGHT.min(cap);
+            (in_flight, (cap / in_flight).min(max_batch_len::<T>()))
+        }
+    }
+}
+
+/// The longest batch for items of type `T`, without a cap.
 fn max_batch_len<T>() -> usize {
     (MAX_BATCH_BYTES / std::mem::size_of::<T>().max(1)).clamp(MIN_BATCH_LEN, MAX_BATCH_LEN)
 }
@@ -241,18 +360,43 @@ fn max_batch_len<T>() -> usize {
 struct Reader<I> {
     items: I,
     read: usize,
+    /// Items read between two looks at the clock: doubled while a chunk
+    /// takes under half of `CHUNK_TIME`, cut to fit it when it takes longer.
+    chunk: usize,
 }
 
 impl<I: Iterator> Reader<I> {
-    /// Append up to `len` items to `batch`; stop early once the batch being
-    /// folded (`folding`) has ended the run, and keep its progress display
-    /// live meanwhile. A panic in the iterator is reported with the index of
-    /// the item being read.
-    fn fill(&mut self, batch: &mut Vec<I::Item>, len: usize, folding: Option<Folding<'_>>) -> Result<(), Error> {
+    fn new(items: I) -> Self {
+        Reader {
+            items,
+            read: 0,
+            chunk: 1,
+        }
+    }
+
+    /// Append items to `batch` until it holds `len`, or fewer when the time
+    /// rule says so: once this call has been reading for `BATCH_READ_TIME`
+    /// and the batch holds at least `min_len` items (at most `len`). Stop early once the batch
+    /// being folded (`folding`) has ended the run, and keep its progress
+    /// display live meanwhile. `Ok(true)` when the iterator has ended. A
+    /// panic in the iterator is reported with the index of the item being
+    /// read.
+    fn fill(
+        &mut self,
+        batch: &mut Vec<I::Item>,
+        len: usize,
+        min_len: usize,
+        folding: Option<Folding<'_>>,
+    ) -> Result<bool, Error> {
         let items = &mut self.items;
+        let chunk_len = &mut self.chunk;
         let mut folding = folding;
         let start = batch.len();
+        let min_len = min_len.min(len);
+        let mut exhausted = false;
         let read = catch_unwind(AssertUnwindSafe(|| {
+            let started = Instant::now();
+            let mut chunk_started = started;
             while batch.len() < len {
                 if let Some((state, monitor, tally)) = &mut folding {
                     if state.has_event() {
@@ -263,10 +407,23 @@ impl<I: Iterator> Reader<I> {
                     }
                 }
                 // A chunk at a time: `extend` copies without per-item checks.
-                let chunk = READ_CHECK_EVERY.min(len - batch.len());
+                let chunk = (*chunk_len).min(len - batch.len());
                 let before = batch.len();
                 batch.extend(items.by_ref().take(chunk));
                 if batch.len() - before < chunk {
+                    exhausted = true;
+                    return;
+                }
+                let now = Instant::now();
+                let took = now - chunk_started;
+                chunk_started = now;
+                if took > CHUNK_TIME {
+                    let fits = chunk as u128 * CHUNK_TIME.as_nanos() / took.as_nanos().max(1);
+                    *chunk_len = (fits as usize).max(1);
+                } else if took < CHUNK_TIME / 2 && chunk == *chunk_len {
+                    *chunk_len = (chunk * 2).min(MAX_CHUNK);
+                }
+                if now - started >= BATCH_READ_TIME && batch.len() >= min_len {
                     return;
                 }
             }
@@ -274,7 +431,8 @@ impl<I: Iterator> Reader<I> {
         // `Vec::extend` keeps what it pushed before a panic: the panicking
         // item is the next one.
         self.read += batch.len() - start;
-        read.map_err(|payload| Panic::new(Some(self.read), payload).into())
+        read.map(|()| exhausted)
+            .map_err(|payload| Panic::new(Some(self.read), payload).into())
     }
 }
 
@@ -291,5 +449,62 @@ mod tests {
         assert_eq!(max_batch_len::<u64>(), 512 * 1024);
         assert_eq!(max_batch_len::<()>(), MAX_BATCH_LEN);
         assert_eq!(max_batch_len::<[u8; 1 << 20]>(), MIN_BATCH_LEN);
+        assert_eq!(batch_limits::<u64>(0), (IN_FLIGHT, 512 * 1024));
+    }
+
+    #[test]
+    fn a_stream_buffer_caps_the_items_of_all_batches_together() {
+        for cap in [1, 2, 3, 7, 64, 1000, usize::MAX] {
+            let (in_flight, len) = batch_limits::<u64>(cap);
+            assert!(in_flight >= 1 && len >= 1, "cap {cap}");
+            assert!(in_flight * len <= cap, "cap {cap}: {in_flight} × {len}");
+            assert!(len <= max_batch_len::<u64>());
+        }
+        assert_eq!(batch_limits::<u64>(1), (1, 1));
+        assert_eq!(batch_limits::<u64>(7), (2, 3));
+        assert_eq!(batch_limits::<[u8; 1 << 20]>(1000), (2, MIN_BATCH_LEN));
+    }
+
+    /// An iterator that takes `pause` per item.
+    fn slow(n: u64, pause: Duration) -> impl Iterator<Item = u64> {
+        (0..n).inspect(move |_| std::thread::sleep(pause))
+    }
+
+    #[test]
+    fn the_time_rule_hands_over_slow_batches_early() {
+        // 1 ms per item: 4 ms of reading hold a handful of items, far from 1000.
+        let mut reader = Reader::new(slow(1000, Duration::from_millis(1)));
+        let mut batch = Vec::new();
+        assert!(!reader.fill(&mut batch, 1000, 2, None).unwrap());
+        // Each item takes at least 1 ms: 4 ms are up after 4 items at the soonest.
+        assert!((4..100).contains(&batch.len()), "{} items", batch.len());
+        assert_eq!(reader.read, batch.len());
+        // The chunk shrank to fit the clock: one item at a time.
+        assert_eq!(reader.chunk, 1);
+        // The time rule waits for `min_len` items, however slow.
+        let mut batch = Vec::new();
+        let mut reader = Reader::new(slow(1000, Duration::from_millis(3)));
+        assert!(!reader.fill(&mut batch, 1000, 5, None).unwrap());
+        assert_eq!(batch.len(), 5);
+    }
+
+    #[test]
+    fn fast_batches_fill_and_the_end_is_reported() {
+        // `min_len = len`: no time rule, however loaded the machine.
+        let mut reader = Reader::new(0..10_000u64);
+        let mut batch = Vec::new();
+        assert!(!reader.fill(&mut batch, 5000, 5000, None).unwrap());
+        assert_eq!(batch, (0..5000).collect::<Vec<_>>());
+        batch.clear();
+        // Full: the end is not known yet.
+        assert!(!reader.fill(&mut batch, 5000, 5000, None).unwrap());
+        assert_eq!(batch, (5000..10_000).collect::<Vec<_>>());
+        batch.clear();
+        assert!(reader.fill(&mut batch, 5000, 5000, None).unwrap());
+        assert!(batch.is_empty());
+        assert_eq!(reader.read, 10_000);
+        // An empty iterator ends at once.
+        let mut empty = Reader::new(std::iter::empty::<u64>());
+        assert!(empty.fill(&mut Vec::new(), 10, 1, None).unwrap());
     }
 }

@@ -43,6 +43,8 @@ fn bad_env_values_give_config_errors_naming_the_variable() {
         ("MAPREDUCE_PROGRESS", "perhaps"),
         ("MAPREDUCE_PARALLEL", "2"),
         ("MAPREDUCE_DETERMINISTIC", "nope"),
+        ("MAPREDUCE_STREAM_BUFFER", "big"),
+        ("MAPREDUCE_STREAM_BUFFER", "-8"),
     ] {
         let output = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "child_reports_bad_variable", "--nocapture"])

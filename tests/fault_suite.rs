@@ -347,11 +347,11 @@ impl Case {
             .with_workers(self.workers)
             .with_deterministic(self.deterministic)
             .with_progress_bars(false);
-        self.from_where(|| config.scope(|| self.input.run(self.len, &self.job)))
+        self.start_where_drawn(|| config.scope(|| self.input.run(self.len, &self.job)))
     }
 
     /// Run `run` on this thread, or on the application's pool.
-    fn from_where<R: Send>(&self, run: impl FnOnce() -> R + Send) -> R {
+    fn start_where_drawn<R: Send>(&self, run: impl FnOnce() -> R + Send) -> R {
         if self.foreign_pool {
             foreign_pool().install(run)
         } else {
@@ -371,7 +371,7 @@ impl Case {
             .with_deterministic(self.deterministic)
             .with_progress_bars(false);
         let expected = keys.search(|job| seq_map_reduce(0..self.len, &(), job));
-        let found = keys.search(|job| self.from_where(|| config.scope(|| self.input.run(self.len, job))));
+        let found = keys.search(|job| self.start_where_drawn(|| config.scope(|| self.input.run(self.len, job))));
         let within_bound = |found: &Result<Option<(u64, u64)>, String>| match (found, keys.stop_at) {
             (Ok(Some((bits, _))), Some(bound)) => f64::from_bits(*bits) <= bound,
             _ => false,

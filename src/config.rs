@@ -108,7 +108,8 @@ impl Default for Config {
 
 impl Config {
     /// The configuration in force here: the innermost [`scope`](Self::scope),
-    /// else the process default (see [`Config::from_env`], read once).
+    /// else the process default: the last [`set_default`](Self::set_default),
+    /// or else the environment (see [`Config::from_env`], read once).
     /// Never panics: a bad environment value is reported as
     /// [`Error::Config`](crate::Error::Config) when a run starts.
     ///
@@ -125,7 +126,26 @@ impl Config {
             .try_with(|scoped| scoped.borrow().clone())
             .ok()
             .flatten()
-            .unwrap_or_else(|| process_default().clone())
+            .unwrap_or_else(process_default)
+    }
+
+    /// Make this the process default: what every thread starts from outside
+    /// any [`scope`](Self::scope), threads the application spawns later
+    /// included (PyPhi's global `config`). Scopes still override it where
+    /// they are in force. The environment is read once, before the first
+    /// default is needed; after this call it no longer matters.
+    ///
+    /// ```
+    /// use mapreduce::Config;
+    ///
+    /// Config::current().with_workers(1).set_default();
+    /// let seen = std::thread::spawn(|| Config::current().workers()).join().unwrap();
+    /// assert_eq!(seen, 1);
+    /// assert_eq!(Config::current().with_workers(2).scope(|| Config::current().workers()), 2);
+    /// # Config::from_env().set_default();
+    /// ```
+    pub fn set_default(self) {
+        *SET_DEFAULT.write() = Some(self);
     }
 
     /// The defaults as the environment sets them now: `MAPREDUCE_WORKERS`
@@ -452,8 +472,10 @@ impl Config {
     /// assert!(Config::current().with_workers(0).num_workers().is_err());
     /// ```
     pub fn num_workers(&self) -> Result<usize, ConfigError> {
-        self.check()?;
-        Config::resolve_workers(self.workers, available_cores())
+        match self.env_errors.first() {
+            Some(err) => Err(err.clone()),
+            None => Config::resolve_workers(self.workers, available_cores()),
+        }
     }
 
     /// The rule itself, for any machine size: `n > 0` gives `min(n,
@@ -494,15 +516,28 @@ impl Config {
     }
 
     /// Whether a run under this configuration can start: the first bad
-    /// environment value, if any.
+    /// environment value, else an impossible worker count (`0`, or too
+    /// negative for this machine), if any.
+    ///
+    /// **One rule for every run.** Every run checks its whole configuration
+    /// when it starts, whether it runs in parallel or not: [`seq_map_reduce`](crate::seq_map_reduce)
+    /// and runs under `with_parallel(false)` use no workers, but the same
+    /// code would fail the moment it ran in parallel, so they fail now. The
+    /// getters ([`workers`](Self::workers) and the others) report the value
+    /// in force, which for a bad environment value is the built-in default.
     ///
     /// ```
-    /// assert!(mapreduce::Config::default().check().is_ok());
+    /// use mapreduce::{jobs, seq_map_reduce, Config};
+    ///
+    /// assert!(Config::default().check().is_ok());
+    /// let zero = Config::default().with_workers(0);
+    /// assert!(zero.check().is_err());
+    /// assert!(zero.scope(|| seq_map_reduce(0..3, &(), jobs::count(|_: &i32, _: &()| true))).is_err());
     /// ```
     pub fn check(&self) -> Result<(), ConfigError> {
         match self.env_errors.first() {
             Some(err) => Err(err.clone()),
-            None => Ok(()),
+            None => Config::resolve_workers(self.workers, available_cores()).map(drop),
         }
     }
 
@@ -573,10 +608,16 @@ impl Drop for ScopeGuard {
 }
 
 /// The configuration outside any scope: the environment, read once.
-fn process_default() -> &'static Config {
-    static DEFAULT: OnceLock<Config> = OnceLock::new();
-    DEFAULT.get_or_init(Config::from_env)
+fn process_default() -> Config {
+    static FROM_ENV: OnceLock<Config> = OnceLock::new();
+    match &*SET_DEFAULT.read() {
+        Some(config) => config.clone(),
+        None => FROM_ENV.get_or_init(Config::from_env).clone(),
+    }
 }
+
+/// The default that [`Config::set_default`] set, if any.
+static SET_DEFAULT: parking_lot::RwLock<Option<Config>> = parking_lot::RwLock::new(None);
 
 /// The cores this process may use (affinity and cgroup limits included).
 pub(crate) fn available_cores() -> usize {

@@ -104,7 +104,7 @@ pub enum Error {
         /// The panic message, or a note that the payload was not a string.
         message: String,
         /// The original payload, for [`Error::resume`].
-        payload: Box<dyn Any + Send + 'static>,
+        payload: PanicPayload,
     },
     /// The run was abandoned because the task that started it was cancelled
     /// (see [`is_cancelled`](crate::is_cancelled)): its result could no
@@ -131,7 +131,7 @@ impl Error {
     /// ```
     pub fn resume(self) -> ! {
         match self {
-            Error::Panicked { payload, .. } => std::panic::resume_unwind(payload),
+            Error::Panicked { payload, .. } => std::panic::resume_unwind(payload.into_inner()),
             other => panic!("{other}"),
         }
     }
@@ -149,6 +149,62 @@ impl Error {
             Error::Panicked { index, .. } => *index,
             _ => None,
         }
+    }
+}
+
+/// What a panic was given (`panic!`'s message, `panic_any`'s value), kept
+/// inside an [`Error::Panicked`] to be re-raised by [`Error::resume`] or
+/// inspected. It is `Sync` although the payload need not be (only whoever
+/// owns it, or holds it mutably, reaches the payload), so that [`Error`] is
+/// `Send + Sync + 'static` and `?` takes it into `anyhow::Error` or
+/// `Box<dyn std::error::Error + Send + Sync>`.
+///
+/// ```
+/// use mapreduce::{jobs, seq_map_reduce, Error};
+///
+/// let err = seq_map_reduce(0..3, &(), jobs::collect(|_: i32, _: &()| -> i32 {
+///     std::panic::panic_any(7_u16)
+/// }))
+/// .unwrap_err();
+/// let Error::Panicked { mut payload, .. } = err else { unreachable!() };
+/// assert_eq!(payload.get_mut().downcast_ref::<u16>(), Some(&7));
+/// assert!(payload.into_inner().is::<u16>());
+/// ```
+pub struct PanicPayload(parking_lot::Mutex<Box<dyn Any + Send + 'static>>);
+
+impl PanicPayload {
+    pub(crate) fn new(payload: Box<dyn Any + Send + 'static>) -> PanicPayload {
+        PanicPayload(parking_lot::Mutex::new(payload))
+    }
+
+    /// The payload, to inspect or change.
+    ///
+    /// ```
+    /// # let mut payload = mapreduce::seq_map_reduce(0..1, &(), mapreduce::jobs::count(|_: &i32, _: &()| -> bool { panic!("boom") }))
+    /// #     .map(drop).unwrap_err();
+    /// # let mapreduce::Error::Panicked { mut payload, .. } = payload else { unreachable!() };
+    /// assert_eq!(payload.get_mut().downcast_ref::<&str>(), Some(&"boom"));
+    /// ```
+    pub fn get_mut(&mut self) -> &mut (dyn Any + Send + 'static) {
+        &mut **self.0.get_mut()
+    }
+
+    /// The payload itself, as `catch_unwind` gave it.
+    ///
+    /// ```
+    /// # let err = mapreduce::seq_map_reduce(0..1, &(), mapreduce::jobs::count(|_: &i32, _: &()| -> bool { std::panic::panic_any(3_i8) }))
+    /// #     .unwrap_err();
+    /// let mapreduce::Error::Panicked { payload, .. } = err else { unreachable!() };
+    /// assert_eq!(*payload.into_inner().downcast::<i8>().unwrap(), 3);
+    /// ```
+    pub fn into_inner(self) -> Box<dyn Any + Send + 'static> {
+        self.0.into_inner()
+    }
+}
+
+impl fmt::Debug for PanicPayload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PanicPayload { .. }")
     }
 }
 
@@ -218,7 +274,7 @@ impl From<Panic> for Error {
         Error::Panicked {
             index: panic.index,
             message,
-            payload: panic.payload,
+            payload: PanicPayload::new(panic.payload),
         }
     }
 }
@@ -262,6 +318,18 @@ mod tests {
         });
         assert!(err.to_string().contains("MAPREDUCE_WORKERS=\"many\""));
         assert!(std::error::Error::source(&err).is_some());
+    }
+
+    #[test]
+    fn errors_go_where_applications_send_errors() {
+        fn send_sync_static<E: std::error::Error + Send + Sync + 'static>(_: &E) {}
+        let err = Error::from(Panic::new(Some(1), Box::new(std::cell::Cell::new(5))));
+        send_sync_static(&err);
+        let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(err);
+        assert_eq!(
+            boxed.to_string(),
+            "task panicked at item 1: panic payload is not a string (use Error::resume to re-raise it)"
+        );
     }
 
     #[test]

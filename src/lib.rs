@@ -238,6 +238,7 @@ pub mod mpi;
 mod pool;
 pub mod prelude;
 mod progress;
+mod range;
 mod sequential;
 mod stream;
 mod sync;
@@ -245,10 +246,20 @@ pub mod testing;
 
 pub use cancel::{current_task, is_cancelled, Task};
 pub use config::{Config, ENV_DETERMINISTIC, ENV_PARALLEL, ENV_PROGRESS, ENV_STREAM_BUFFER, ENV_WORKERS};
-pub use error::{ConfigError, Error};
+pub use error::{ConfigError, Error, PanicPayload};
 pub use job::MapReduce;
 pub use logging::init_logging;
 pub use progress::{Outcome, ProgressSink};
+pub use range::{indexed_range, IndexedRange, IntoIndexedRange, RangeInteger};
+
+/// The rayon this crate runs on, so that `par_iter()` and friends need no
+/// version-matched dependency of your own (`mapreduce::prelude::*` brings
+/// rayon's prelude too).
+pub use rayon;
+
+/// The `env_logger` that [`init_logging`] installs, for
+/// [`logging::init_logging_with`]'s builder without a dependency of your own.
+pub use env_logger;
 pub use sequential::seq_map_reduce;
 pub use stream::par_map_reduce_iter;
 

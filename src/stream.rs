@@ -172,6 +172,7 @@ where
     C: Sync + ?Sized,
     J: MapReduce<I::Item, C>,
 {
+    let started = std::time::Instant::now();
     let mut items = items;
     let hint = match catch_panic(|| items.size_hint()) {
         Ok(hint) => hint,
@@ -201,7 +202,7 @@ where
     if let Some(monitor) = monitor {
         monitor.finish(&tally, &outcome);
     }
-    engine::log_outcome(description, &outcome);
+    engine::log_outcome(description, started, &outcome);
     outcome.map(into_value)
 }
 
@@ -280,6 +281,7 @@ where
                     input_done = true;
                     continue;
                 }
+                log::trace!("batch of {} item(s) from item {first_index}", batch.len());
                 let slot = &slots[spawned % IN_FLIGHT];
                 slot.finished.reset();
                 let run = &run;

@@ -456,3 +456,38 @@ fn a_panicking_description_is_an_error() {
         }
     }
 }
+
+/// `flat_map` and `flatten` split one part off per outer item: a `Break`
+/// must still stop the items right of it.
+#[test]
+fn a_break_prunes_flat_map_and_flatten_inputs() {
+    for workers in [1, 2] {
+        let computed = AtomicUsize::new(0);
+        let job = jobs::find_first(|x: &u64, _: &()| {
+            computed.fetch_add(1, Ordering::Relaxed);
+            *x == 3000
+        });
+        let config = Config::current().with_workers(workers).with_progress_bars(false);
+        let found = config.clone().scope(|| {
+            (0..1_000_000u64)
+                .into_par_iter()
+                .flat_map(|x| vec![x])
+                .map_reduce(&(), &job)
+        });
+        assert_eq!(found.unwrap(), Some(3000));
+        let found = config.scope(|| {
+            (0..1_000_000u64)
+                .into_par_iter()
+                .map(|x| vec![x])
+                .flatten()
+                .map_reduce(&(), &job)
+        });
+        assert_eq!(found.unwrap(), Some(3000));
+        // Old: every item left of the half the first worker takes.
+        let computed = computed.into_inner();
+        assert!(
+            computed < 50_000,
+            "{workers} workers computed {computed} items for two answers at 3000"
+        );
+    }
+}

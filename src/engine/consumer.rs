@@ -28,6 +28,9 @@ pub(crate) struct MapReduceConsumer<'r, 'a, T, J: MapReduce<T, C>, C: ?Sized> {
     high: usize,
     /// The input index of this consumer's first item, when known.
     first_index: Cell<Option<usize>>,
+    /// How many parts [`split_off_left`](UnindexedConsumer::split_off_left)
+    /// has given away so far.
+    given_left: Cell<usize>,
 }
 
 impl<'r, 'a, T, J: MapReduce<T, C>, C: ?Sized> MapReduceConsumer<'r, 'a, T, J, C> {
@@ -41,6 +44,7 @@ impl<'r, 'a, T, J: MapReduce<T, C>, C: ?Sized> MapReduceConsumer<'r, 'a, T, J, C
             low: Cell::new(FIRST_POSITION + first_index.unwrap_or(0)),
             high: usize::MAX,
             first_index: Cell::new(first_index),
+            given_left: Cell::new(0),
         }
     }
 
@@ -50,6 +54,7 @@ impl<'r, 'a, T, J: MapReduce<T, C>, C: ?Sized> MapReduceConsumer<'r, 'a, T, J, C
             low: Cell::new(low),
             high,
             first_index: Cell::new(first_index),
+            given_left: Cell::new(0),
         }
     }
 }
@@ -65,8 +70,15 @@ where
 
     fn split_at(self, index: usize) -> (Self, Self, Self::Reducer) {
         let low = self.low.get();
-        let middle = low.saturating_add(index).min(self.high);
         let first_index = self.first_index.get();
+        let middle = match first_index {
+            // Positions are item indices: the left part gets its items'.
+            Some(_) => low.saturating_add(index).min(self.high),
+            // They are not (an unindexed adaptor, such as `flat_map`, lies
+            // between the input and this consumer, and each of the `index`
+            // items on the left may become many): split the positions in two.
+            None => low + (self.high - low) / 2,
+        };
         let left = self.with(low, middle, first_index);
         let right = self.with(middle, self.high, first_index.map(|first| first + index));
         (left, right, JoinPieces { run: self.run })
@@ -102,9 +114,18 @@ where
     J: MapReduce<T, C>,
     C: Sync + ?Sized,
 {
+    /// The `k`-th part split off this consumer gets `1 / (k + 1)` of the
+    /// positions left: the first half of them, as in a split in two; then a
+    /// third of the rest, a quarter of what remains, and so on. `flat_map`
+    /// and `flatten` split one part off per outer item, in a chain: halving
+    /// each time would run out of positions after 64 of them, leaving the
+    /// rest at one position that a `Break` there could not cancel. This way
+    /// the `n`-th part still gets about `2^64 / n^2` positions.
     fn split_off_left(&self) -> Self {
         let low = self.low.get();
-        let middle = low + (self.high - low) / 2;
+        let given = self.given_left.get() + 1;
+        self.given_left.set(given);
+        let middle = low + (self.high - low) / (given + 1);
         let left = self.with(low, middle, self.first_index.get());
         self.low.set(middle);
         // Where the left part ends is unknown, so is our first index.

@@ -60,6 +60,7 @@ where
                 Some(left) => run.join(left, piece),
                 None => piece,
             };
+            log::trace!("block {start}..{} joined", start + size);
             start += size;
             if start >= self.len || run.state.has_event() {
                 return run.finish(piece);

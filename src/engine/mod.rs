@@ -6,6 +6,7 @@ mod in_order;
 mod run;
 
 use std::ops::ControlFlow::{self, Break, Continue};
+use std::time::Instant;
 
 use rayon::iter::{IndexedParallelIterator, ParallelIterator};
 
@@ -55,7 +56,9 @@ where
     let config = Config::current();
     config.check()?;
     let description = description_of(job)?;
+    let started = Instant::now();
     let workers = if config.parallel() { config.num_workers()? } else { 1 };
+    note_nested_workers(&config, workers);
     let parallel = config.parallel();
     let deterministic = config.deterministic();
     log::debug!(
@@ -79,7 +82,7 @@ where
             let _outside = TaskFrame::outside(&run.config);
             driver(&run)
         })?;
-        log_outcome(&description, &outcome);
+        log_outcome(&description, started, &outcome);
         return outcome.map(into_value);
     };
     // Someone watches: the run goes to the pool, this thread draws.
@@ -95,7 +98,7 @@ where
     })?;
     let outcome = outcome.unwrap_or_else(|| unreachable!("rayon's scope waits for the run it spawned"));
     monitor.finish(&tally, &outcome);
-    log_outcome(&description, &outcome);
+    log_outcome(&description, started, &outcome);
     outcome.map(into_value)
 }
 
@@ -105,12 +108,28 @@ pub(crate) fn description_of<T, C: ?Sized, J: MapReduce<T, C>>(job: &J) -> Resul
     catch_panic(|| job.description().to_owned())
 }
 
-/// Say at debug level how a run ended, when it did not simply complete.
-pub(crate) fn log_outcome<A>(description: &str, outcome: &Result<ControlFlow<A, A>, Error>) {
+/// Say at debug level how a run that started at `started` ended.
+pub(crate) fn log_outcome<A>(description: &str, started: Instant, outcome: &Result<ControlFlow<A, A>, Error>) {
+    let took = started.elapsed();
     match outcome {
-        Ok(Break(_)) => log::debug!("run {description:?} shortcircuited"),
-        Err(err) => log::debug!("run {description:?} failed: {err}"),
-        Ok(Continue(_)) => {}
+        Ok(Continue(_)) => log::debug!("run {description:?} completed in {took:.2?}"),
+        Ok(Break(_)) => log::debug!("run {description:?} shortcircuited after {took:.2?}"),
+        Err(err) => log::debug!("run {description:?} failed after {took:.2?}: {err}"),
+    }
+}
+
+/// A nested run stays on its task's pool, whatever worker count it asks
+/// for: say so once, where someone asked for another.
+fn note_nested_workers(config: &Config, workers: usize) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    if config.parallel() && pool::on_our_worker() && workers != rayon::current_num_threads() {
+        SAID.call_once(|| {
+            log::info!(
+                "a run nested in a task asked for {workers} worker(s): nested runs stay on their task's pool \
+                 ({} workers); the worker count applies to top-level runs",
+                rayon::current_num_threads()
+            )
+        });
     }
 }
 

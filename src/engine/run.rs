@@ -103,6 +103,7 @@ impl<'a, T, J: MapReduce<T, C>, C: ?Sized> Run<'a, T, J, C> {
         if self.state.is_past(position) {
             Part::Skipped
         } else {
+            log::trace!("panic at item {index:?} (task position {position})");
             self.state.record_event(position);
             Part::Failed {
                 panic: Panic::new(index, payload),

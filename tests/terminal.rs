@@ -185,10 +185,10 @@ fn scenario() {
     let sequential = Config::current().with_parallel(false);
     let result = match name.as_str() {
         "seq" => seq_map_reduce(0..ITEMS, &(), slow(SEQUENTIAL)),
-        "seq-stream" => sequential.scope(|| par_map_reduce_iter((0..ITEMS).map(|i| i), &(), slow(STREAMED))),
+        "seq-stream" => sequential.scope(|| par_map_reduce_iter((0..ITEMS).map(|i| i + 1), &(), slow(STREAMED))),
         "par-stream" => Config::current()
             .with_workers(2)
-            .scope(|| par_map_reduce_iter((0..ITEMS * 2).map(|i| i), &(), slow(STREAMED))),
+            .scope(|| par_map_reduce_iter((0..ITEMS * 2).map(|i| i + 1), &(), slow(STREAMED))),
         "seq-panic" => seq_map_reduce(
             0..ITEMS,
             &(),

@@ -584,7 +584,7 @@ mod tests {
         let wide = "評価".repeat(20); // 40 characters, 80 cells
         let label = label(80, &wide, Some(2000));
         let cells = console::measure_text_width(&label);
-        assert!(cells <= 16 && cells >= 15, "{label:?}: {cells} cells");
+        assert!((15..=16).contains(&cells), "{label:?}: {cells} cells");
         assert!(label.ends_with('…'));
     }
 

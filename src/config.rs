@@ -446,6 +446,11 @@ impl Config {
         self.progress_sink.clone()
     }
 
+    /// Whether a [`ProgressSink`] is set (without cloning it).
+    pub(crate) fn has_progress_sink(&self) -> bool {
+        self.progress_sink.is_some()
+    }
+
     /// Run `f` under this configuration: on this thread, and in every task
     /// and nested run started inside `f`, whatever thread runs it. The
     /// previous configuration is back when `f` returns or unwinds.

@@ -1,18 +1,30 @@
 //! Sequential runs on the calling thread (PyPhi: `run_sequential`).
+//!
+//! The thread that folds is the one that started the run, so when someone
+//! watches it (a bar, a sink) it also draws, between runs of items sized
+//! like a task's batches ([`Publisher`]): a separate copy of the loop, so
+//! that unwatched runs fold exactly as they did without any of this.
 
 use std::ops::ControlFlow::{self, Break, Continue};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::cancel::{self, Token};
 use crate::config::Config;
-use crate::engine::into_value;
+use crate::engine::{description_of, into_value};
 use crate::error::{catch_panic, Error, Panic};
 use crate::job::MapReduce;
+use crate::progress::{Monitor, Publisher, Tally};
 
 /// Sequential run on the calling thread, holding at most the accumulator and
 /// one new result at a time (PyPhi: `run_sequential`). It is the reference
 /// every parallel run is measured against: panics are caught and reported as
 /// [`Error::Panicked`] naming the item, exactly as in parallel runs.
+///
+/// It shows the same progress bar as a parallel run (and tells the same
+/// [`ProgressSink`](crate::ProgressSink)): the job's description, items done,
+/// the total when the iterator's `size_hint` is exact, rate and ETA. The
+/// bar is drawn by this thread between runs of items, so an item that takes
+/// seconds holds it still meanwhile. Nested in a task, it draws nothing.
 ///
 /// ```
 /// use mapreduce::{jobs, seq_map_reduce};
@@ -26,8 +38,74 @@ where
     C: ?Sized,
     J: MapReduce<I::Item, C>,
 {
-    Config::current().check()?;
-    fold(items.into_iter(), ctx, &job).map(into_value)
+    let config = Config::current();
+    config.check()?;
+    run(items.into_iter(), ctx, &job, &config, None).map(into_value)
+}
+
+/// A sequential run of `job` over `items` under `config`, on this thread:
+/// watched (see [`watched`]) when someone watches it, else a plain
+/// [`fold`]. `description` is the job's, when the caller has read it.
+pub(crate) fn run<I, C, J>(
+    items: I,
+    ctx: &C,
+    job: &J,
+    config: &Config,
+    description: Option<&str>,
+) -> Result<ControlFlow<J::Acc, J::Acc>, Error>
+where
+    I: Iterator,
+    C: ?Sized,
+    J: MapReduce<I::Item, C>,
+{
+    if Monitor::wanted(config) {
+        watched(items, ctx, job, config, description)
+    } else {
+        fold(items, ctx, job)
+    }
+}
+
+/// A watched sequential run: the job's description and the iterator's
+/// exact length (its `size_hint`, asked once) go to the monitor, which this
+/// thread ticks between runs of items ([`fold_watched`]).
+#[inline(never)]
+fn watched<I, C, J>(
+    items: I,
+    ctx: &C,
+    job: &J,
+    config: &Config,
+    description: Option<&str>,
+) -> Result<ControlFlow<J::Acc, J::Acc>, Error>
+where
+    I: Iterator,
+    C: ?Sized,
+    J: MapReduce<I::Item, C>,
+{
+    let described = match description {
+        Some(description) => Ok(description.to_owned()),
+        None => description_of(job),
+    };
+    let hint = described.and_then(|description| Ok((description, catch_panic(|| items.size_hint())?)));
+    let (description, hint) = match hint {
+        Ok(found) => found,
+        Err(err) => {
+            // The first failure is the one reported; the iterator's drop is
+            // the user's code too.
+            let _ = catch_panic(move || drop(items));
+            return Err(err);
+        }
+    };
+    let total = match hint {
+        (lower, Some(upper)) if lower == upper => Some(lower),
+        _ => None,
+    };
+    let Some(mut monitor) = Monitor::for_run(config, &description, total) else {
+        return fold(items, ctx, job);
+    };
+    let tally = Tally::new();
+    let outcome = fold_watched(items, ctx, job, &tally, &mut monitor);
+    monitor.finish(&tally, &outcome);
+    outcome
 }
 
 /// Fold `items` on this thread. Nested in a task, it gives up with
@@ -56,5 +134,59 @@ where
         }
         Ok(Continue(acc))
     }));
+    flow.unwrap_or_else(|payload| Err(Panic::new(Some(folded), payload).into()))
+}
+
+/// [`fold`] for a watched run: the same per-item loop over runs of items
+/// whose length [`Publisher`] adapts so that the clock is read a few times a
+/// second however fast the items are; between runs, the count is published
+/// and the monitor ticked (it draws and tells the sink when it is time to).
+/// Panics are reported with the index of the item, as by [`fold`].
+fn fold_watched<I, C, J>(
+    items: I,
+    ctx: &C,
+    job: &J,
+    tally: &Tally,
+    monitor: &mut Monitor,
+) -> Result<ControlFlow<J::Acc, J::Acc>, Error>
+where
+    I: Iterator,
+    C: ?Sized,
+    J: MapReduce<I::Item, C>,
+{
+    let parent: Option<Token> = cancel::current_token();
+    let acc = catch_panic(|| job.empty_result(ctx))?;
+    let mut publisher = Publisher::new(Some(tally));
+    let progress = &mut publisher;
+    let mut folded = 0usize;
+    let counter = &mut folded;
+    let flow = catch_unwind(AssertUnwindSafe(move || {
+        let mut items = items;
+        let mut acc = acc;
+        loop {
+            let run_length = progress.next_run(None).unwrap_or(usize::MAX);
+            let run_start = *counter;
+            for item in items.by_ref().take(run_length) {
+                if parent.as_ref().is_some_and(Token::is_cancelled) {
+                    return Err(Error::Cancelled);
+                }
+                match job.process_result(job.compute(item, ctx), acc) {
+                    Continue(next) => acc = next,
+                    Break(last) => {
+                        // The item that broke was processed: it counts.
+                        *counter += 1;
+                        return Ok(Break(last));
+                    }
+                }
+                *counter += 1;
+            }
+            if *counter - run_start < run_length {
+                return Ok(Continue(acc));
+            }
+            progress.publish(*counter);
+            monitor.tick(tally);
+        }
+    }));
+    publisher.flush(folded);
     flow.unwrap_or_else(|payload| Err(Panic::new(Some(folded), payload).into()))
 }

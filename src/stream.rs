@@ -147,7 +147,7 @@ where
     // The iterator is the user's code from `into_iter` to its drop.
     let items = catch_panic(|| items.into_iter())?;
     if !config.parallel() {
-        return sequential::fold(items, ctx, &job).map(into_value);
+        return sequential::run(items, ctx, &job, &config, Some(&description)).map(into_value);
     }
     log::debug!("streamed run {description:?}: {workers} worker(s)");
     stream(items, ctx, &job, &description, config, workers)

@@ -190,3 +190,145 @@ fn nested_runs_report_nothing_of_their_own() {
     assert_eq!(starts, 1);
     assert_eq!(recorder.events().last(), Some(&Event::Finish(50, Outcome::Completed)));
 }
+
+/// A sink on the current config, with no other change (sequential runs
+/// ignore the worker count).
+fn sink_only(recorder: &Arc<Recorder>) -> Config {
+    Config::current().with_progress_sink(recorder.clone())
+}
+
+fn assert_counts_only_grow(recorder: &Recorder) {
+    let updates = recorder.updates();
+    assert!(
+        updates.windows(2).all(|w| w[0] <= w[1]),
+        "counts only grow: {updates:?}"
+    );
+}
+
+#[test]
+fn sequential_runs_report_like_parallel_ones() {
+    for n in [0u64, 1, 1000, 3_000_000] {
+        let recorder = Arc::new(Recorder::default());
+        let job = jobs::described("Summing", jobs::sum(|x: u64, _: &()| x));
+        let total = sink_only(&recorder).scope(|| seq_map_reduce(0..n, &(), &job)).unwrap();
+        assert_eq!(total, (0..n).sum::<u64>());
+        let events = recorder.events();
+        assert_eq!(events.first(), Some(&Event::Start("Summing".into(), Some(n))));
+        assert_eq!(events.last(), Some(&Event::Finish(n, Outcome::Completed)), "n {n}");
+        assert_counts_only_grow(&recorder);
+    }
+}
+
+#[test]
+fn sequential_streams_report_like_parallel_ones_and_know_exact_lengths() {
+    // `(0..n).map(f)` knows its length exactly: the total is told.
+    let recorder = Arc::new(Recorder::default());
+    let job = jobs::described("Streaming", jobs::sum(|x: u64, _: &()| x));
+    let sum = sink_only(&recorder)
+        .with_parallel(false)
+        .scope(|| par_map_reduce_iter((0..100_000u64).map(|x| x * 2), &(), &job))
+        .unwrap();
+    assert_eq!(sum, (0..100_000u64).map(|x| x * 2).sum::<u64>());
+    let events = recorder.events();
+    assert_eq!(events.first(), Some(&Event::Start("Streaming".into(), Some(100_000))));
+    assert_eq!(events.last(), Some(&Event::Finish(100_000, Outcome::Completed)));
+    assert_counts_only_grow(&recorder);
+
+    // A filter does not: no total.
+    let recorder = Arc::new(Recorder::default());
+    let evens = sink_only(&recorder)
+        .with_parallel(false)
+        .scope(|| par_map_reduce_iter((0..10_000u64).filter(|x| x % 2 == 0), &(), &job))
+        .unwrap();
+    assert_eq!(evens, (0..10_000u64).filter(|x| x % 2 == 0).sum::<u64>());
+    assert_eq!(recorder.events().first(), Some(&Event::Start("Streaming".into(), None)));
+    assert_eq!(recorder.events().last(), Some(&Event::Finish(5000, Outcome::Completed)));
+}
+
+#[test]
+fn sequential_shortcircuit_and_failure_are_reported_and_the_panic_names_its_item() {
+    let recorder = Arc::new(Recorder::default());
+    let job = jobs::find_first(|x: &u64, _: &()| *x == 10);
+    let found = sink_only(&recorder)
+        .scope(|| seq_map_reduce(0..1000u64, &(), &job))
+        .unwrap();
+    assert_eq!(found, Some(10));
+    // Items 0 to 10 were processed; the one that broke counts.
+    assert_eq!(
+        recorder.events().last(),
+        Some(&Event::Finish(11, Outcome::Shortcircuited))
+    );
+
+    let recorder = Arc::new(Recorder::default());
+    let job = jobs::count(|x: &u64, _: &()| {
+        assert!(*x != 10, "bad item");
+        true
+    });
+    let err = sink_only(&recorder)
+        .scope(|| seq_map_reduce(0..1000u64, &(), &job))
+        .unwrap_err();
+    assert_eq!(err.index(), Some(10), "{err}");
+    assert_eq!(recorder.events().last(), Some(&Event::Finish(10, Outcome::Failed)));
+
+    // The same through a sequential stream.
+    let recorder = Arc::new(Recorder::default());
+    let err = sink_only(&recorder)
+        .with_parallel(false)
+        .scope(|| par_map_reduce_iter(0..1000u64, &(), &job))
+        .unwrap_err();
+    assert_eq!(err.index(), Some(10), "{err}");
+    assert_eq!(recorder.events().last(), Some(&Event::Finish(10, Outcome::Failed)));
+}
+
+#[test]
+fn updates_keep_flowing_during_a_sequential_run_of_slow_items() {
+    // 24 items of 50 ms, one after the other: ~1.2 s; updates every 100 ms.
+    for streamed in [false, true] {
+        let recorder = Arc::new(Recorder::default());
+        let job = jobs::count(|_: &u64, _: &()| {
+            std::thread::sleep(Duration::from_millis(50));
+            true
+        });
+        let config = sink_only(&recorder).with_parallel(false);
+        let n = if streamed {
+            config.scope(|| par_map_reduce_iter(0..24u64, &(), &job))
+        } else {
+            config.scope(|| seq_map_reduce(0..24u64, &(), &job))
+        };
+        assert_eq!(n.unwrap(), 24);
+        let updates = recorder.updates();
+        let distinct: std::collections::BTreeSet<_> = updates.iter().collect();
+        assert!(
+            distinct.len() >= 3,
+            "streamed {streamed}: the count did not move while items ran: {updates:?}"
+        );
+        assert!(
+            updates.iter().any(|&n| n > 0 && n < 24),
+            "streamed {streamed}: no count seen mid-run: {updates:?}"
+        );
+        assert_eq!(recorder.events().last(), Some(&Event::Finish(24, Outcome::Completed)));
+    }
+}
+
+#[test]
+fn nested_sequential_runs_report_nothing_of_their_own() {
+    let recorder = Arc::new(Recorder::default());
+    let inner = jobs::sum(|x: u64, _: &()| x);
+    let outer = jobs::sum(|x: u64, _: &()| {
+        let streamed = Config::current()
+            .with_parallel(false)
+            .scope(|| par_map_reduce_iter(0..x, &(), &inner))
+            .unwrap();
+        seq_map_reduce(0..x, &(), &inner).unwrap() + streamed
+    });
+    watched(&recorder, 2)
+        .scope(|| par_map_reduce(0..50u64, &(), &outer))
+        .unwrap();
+    let starts = recorder
+        .events()
+        .into_iter()
+        .filter(|e| matches!(e, Event::Start(..)))
+        .count();
+    assert_eq!(starts, 1);
+    assert_eq!(recorder.events().last(), Some(&Event::Finish(50, Outcome::Completed)));
+}

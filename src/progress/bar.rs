@@ -115,10 +115,20 @@ fn print_above_bars<R>(patience: Option<Duration>, f: impl FnOnce() -> R) -> R {
     let mut f = Some(f);
     let mut printed = None;
     with_screen(patience, || {
-        BARS.suspend(|| {
-            let f = f.take().expect("printed once");
-            printed = Some(catch_unwind(AssertUnwindSafe(f)));
-        })
+        if std::thread::panicking() {
+            // A panic hook: `f` prints here (it names this thread), the
+            // bars are cleared before and redrawn after by a helper.
+            if draw_while_panicking(|| drop(BARS.clear())) {
+                let f = f.take().expect("printed once");
+                printed = Some(catch_unwind(AssertUnwindSafe(f)));
+                draw_while_panicking(|| BARS.suspend(|| ()));
+            }
+        } else {
+            BARS.suspend(|| {
+                let f = f.take().expect("printed once");
+                printed = Some(catch_unwind(AssertUnwindSafe(f)));
+            })
+        }
     });
     match printed {
         Some(Ok(value)) => value,
@@ -126,6 +136,30 @@ fn print_above_bars<R>(patience: Option<Duration>, f: impl FnOnce() -> R) -> R {
         // The screen was not ours to clear: print as is.
         None => (f.take().expect("printed once"))(),
     }
+}
+
+/// Run `op`, a call into indicatif, on a helper thread, waiting for it:
+/// indicatif draws nothing on a thread that is panicking, not even to clear
+/// a bar, so a panic message printed while a bar is live (from the panic
+/// hook), or a bar dropped while unwinding, would leave a stale bar line.
+/// Called only by the holder of [`SCREEN`], for which the helper acts.
+/// Whether `op` ran to its end: not when no thread could be started, nor
+/// when `op` panicked (which gives the bars up, see [`BROKEN`]; the helper
+/// must not unwind into this thread, which may be in a panic hook already).
+fn draw_while_panicking(op: impl FnOnce() + Send) -> bool {
+    std::thread::scope(|scope| {
+        let helper = std::thread::Builder::new()
+            .name("mapreduce-bars".into())
+            .spawn_scoped(scope, op);
+        match helper.map(|helper| helper.join()) {
+            Ok(Ok(())) => true,
+            Ok(Err(_)) => {
+                BROKEN.store(true, Ordering::Relaxed);
+                false
+            }
+            Err(_) => false,
+        }
+    })
 }
 
 /// Print panic messages above the bars too: wrap the panic hook in force
@@ -156,6 +190,62 @@ fn draw_target() -> ProgressDrawTarget {
     }
 }
 
+/// The width of where [`draw_target`] draws: the terminal's, or for the
+/// `always` target `COLUMNS` (80 without it).
+fn target_width() -> u16 {
+    if io::stderr().is_terminal() {
+        TermLike::width(&console::Term::buffered_stderr())
+    } else {
+        AnsiStderr.width()
+    }
+}
+
+/// The least a bar keeps of the line, in cells: a long description is
+/// shortened first.
+const MIN_BAR_CELLS: usize = 20;
+/// What the templates of [`show`] print besides the description, the bar
+/// and the counts, in cells: with a total, the spaces around the bar, the
+/// `/` between the counts, ` [`, the elapsed time (`hh:mm:ss`), ` < `, the
+/// ETA (`hh:mm:ss`), `, ` and `]`; without one, the spinner and its space,
+/// the space before the count, ` items [`, the elapsed time, `, ` and `]`.
+const WITH_TOTAL_FIXED: usize = 2 + 1 + 2 + 8 + 3 + 8 + 2 + 1;
+const SPINNER_FIXED: usize = 2 + 1 + 8 + 8 + 2 + 1;
+/// What a count or a rate of unknown size is given: `999,999,999,999`.
+const UNKNOWN_COUNT_CELLS: usize = 15;
+
+/// What the bar of a run shows before its bar: its description, drawable
+/// (see [`printable`]; `Processing` when there is none), shortened with `…`
+/// to fit a line of `width` cells along with everything else the bar
+/// prints once the run is near its end, and (with a `total`) at least
+/// [`MIN_BAR_CELLS`] cells of bar. The counts grow as the run goes, so both
+/// are budgeted at the total's width; the rate at that of 2.5 totals a
+/// second (a bar shows after 0.4 s, so the average rate stays below that),
+/// and at least `99.99/s`.
+pub(crate) fn label(width: usize, description: &str, total: Option<u64>) -> String {
+    let label = printable(description);
+    let label = if label.trim().is_empty() {
+        "Processing".to_owned()
+    } else {
+        label
+    };
+    let cells = |n: u64| HumanCount(n).to_string().len();
+    let others = match total {
+        Some(total) => {
+            let rate = (cells(total.saturating_mul(5) / 2) + "/s".len()).max("99.99/s".len());
+            WITH_TOTAL_FIXED + MIN_BAR_CELLS + 2 * cells(total) + rate
+        }
+        None => SPINNER_FIXED + 2 * UNKNOWN_COUNT_CELLS + "/s".len(),
+    };
+    let room = width.saturating_sub(others);
+    if console::measure_text_width(&label) <= room {
+        label
+    } else if room == 0 {
+        String::new()
+    } else {
+        console::truncate_str(&label, room, "…").into_owned()
+    }
+}
+
 /// A bar among the live ones; removed from the screen when dropped.
 pub(crate) struct Bar(ProgressBar);
 
@@ -168,10 +258,20 @@ impl Bar {
 
 impl Drop for Bar {
     fn drop(&mut self) {
-        let cleared = with_screen(None, || {
+        let clear = || {
             self.0.finish_and_clear();
             BARS.remove(&self.0);
-        });
+        };
+        let cleared = with_screen(None, || {
+            if std::thread::panicking() {
+                // Dropped while unwinding: indicatif would not clear it here.
+                draw_while_panicking(clear).then_some(())
+            } else {
+                clear();
+                Some(())
+            }
+        })
+        .flatten();
         if cleared.is_none() {
             // Still attached to indicatif's lock, which may be poisoned or
             // held by this thread: its last drop would take it. Leak it.
@@ -184,12 +284,7 @@ impl Drop for Bar {
 /// `None` when it cannot be drawn now (see [`with_screen`]).
 pub(crate) fn show(description: &str, total: Option<u64>, done: u64, elapsed: Duration) -> Option<Bar> {
     print_panics_above_bars();
-    let label = printable(description);
-    let label = if label.trim().is_empty() {
-        "Processing".to_owned()
-    } else {
-        label
-    };
+    let label = label(usize::from(target_width()), description, total);
     let bar = match total {
         Some(total) => ProgressBar::new(total).with_style(
             ProgressStyle::with_template(
@@ -449,6 +544,58 @@ mod tests {
     fn the_hostile_description_prints_as_words() {
         let evil = "\x1b[2J\x1b[H\x1b]0;pwned\x07Evil\r\n\tcuts\x1b[31m!\x07";
         assert_eq!(printable(evil), "Evil   cuts!");
+    }
+
+    /// The cells the bar gets in a line of `width` cells whose description
+    /// is `label`, at the widest the counts and the rate get.
+    fn bar_cells(width: usize, label: &str, total: u64) -> usize {
+        let counts = format!("{}/{}", HumanCount(total), HumanCount(total));
+        let rate = format!("{}/s", HumanCount(total * 5 / 2));
+        let rest = format!(" [00:00:05 < 00:00:00, {rate}]");
+        width - console::measure_text_width(label) - 2 - counts.len() - rest.len()
+    }
+
+    #[test]
+    fn long_descriptions_are_shortened_to_leave_the_bar_twenty_cells() {
+        let description = "Evaluating every bipartition of the mechanism's purview cuts"; // 60
+        assert_eq!(description.chars().count(), 60);
+        // Up to eight digits of total, 80 columns keep 20 cells of bar.
+        for total in [1, 999, 2000, 65_536, 1_081_344, 4_194_303, 99_999_999] {
+            let label = label(80, description, Some(total));
+            assert!(label.is_empty() || label.ends_with('…'), "{label:?}");
+            assert!(description.starts_with(label.trim_end_matches('…')));
+            assert!(
+                bar_cells(80, &label, total) >= MIN_BAR_CELLS,
+                "total {total}: {label:?}"
+            );
+        }
+        assert_eq!(label(80, description, Some(4_194_303)), "Ev…");
+        // With 2,000 items, 16 cells are left for the description.
+        assert_eq!(label(80, description, Some(2000)), "Evaluating ever…");
+        // Short descriptions stay whole.
+        assert_eq!(label(80, "Evaluating cuts", Some(2000)), "Evaluating cuts");
+        assert_eq!(label(200, description, Some(4_194_303)), description);
+        // A terminal too narrow for any of it: the bar keeps what it can.
+        assert_eq!(label(40, description, Some(4_194_303)), "");
+    }
+
+    #[test]
+    fn shortened_labels_count_cells_not_bytes() {
+        let wide = "評価".repeat(20); // 40 characters, 80 cells
+        let label = label(80, &wide, Some(2000));
+        let cells = console::measure_text_width(&label);
+        assert!((15..=16).contains(&cells), "{label:?}: {cells} cells");
+        assert!(label.ends_with('…'));
+    }
+
+    #[test]
+    fn spinner_labels_fit_the_line_too() {
+        let description = "x".repeat(100);
+        let label = label(80, &description, None);
+        let line = SPINNER_FIXED + 2 * UNKNOWN_COUNT_CELLS + 2 + console::measure_text_width(&label);
+        assert!(line <= 80 && label.ends_with('…'), "{label:?}");
+        assert_eq!(super::label(80, "\x1b[2Jcuts", None), "cuts");
+        assert_eq!(super::label(80, "  ", None), "Processing");
     }
 
     #[test]

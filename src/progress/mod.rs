@@ -48,14 +48,11 @@ impl Monitor {
     /// watch it: bars off or stderr not a terminal, and no sink; or the run
     /// is nested in a task (nested runs draw no bar of their own).
     pub(crate) fn for_run(config: &Config, description: &str, total: Option<usize>) -> Option<Monitor> {
-        if crate::pool::on_our_worker() {
+        if !Monitor::wanted(config) {
             return None;
         }
         let draw_bar = config.draws_bars();
         let sink = config.progress_sink_shared();
-        if !draw_bar && sink.is_none() {
-            return None;
-        }
         let total = total.map(|n| n as u64);
         if let Some(sink) = &sink {
             sink.0.start(description, total);
@@ -70,6 +67,13 @@ impl Monitor {
             started: now,
             last_refresh: now,
         })
+    }
+
+    /// Whether a run started here under `config` would be watched, that is
+    /// whether [`for_run`](Self::for_run) would return a monitor: a
+    /// top-level run, with bars drawable or a sink.
+    pub(crate) fn wanted(config: &Config) -> bool {
+        !crate::pool::on_our_worker() && (config.has_progress_sink() || config.draws_bars())
     }
 
     /// Update the bar and the sink if it is time to.

@@ -10,6 +10,11 @@ pub struct Tmux {
 
 impl Tmux {
     pub fn start(name: &str, command: &str) -> Tmux {
+        Tmux::start_sized(name, command, 150)
+    }
+
+    /// [`start`](Self::start) in a pane `columns` wide.
+    pub fn start_sized(name: &str, command: &str, columns: u16) -> Tmux {
         let tmux = Tmux {
             socket: format!("mapreduce-test-{}-{name}", std::process::id()),
         };
@@ -22,7 +27,7 @@ impl Tmux {
                 "new-session",
                 "-d",
                 "-x",
-                "150",
+                &columns.to_string(),
                 "-y",
                 "50",
             ])

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! cargo run --release --example concepts -- --elements 16
+//! cargo run --release --example concepts -- --help   # the flags
 //! ```
 //!
 //! The "integration" here is a stand-in with the same shape as PyPhi's: a
@@ -11,6 +12,8 @@
 
 use std::ops::ControlFlow::{self, Continue};
 
+use clap::builder::RangedU64ValueParser;
+use clap::Parser;
 use mapreduce::prelude::*;
 
 /// A mechanism that passed the filter.
@@ -83,17 +86,20 @@ impl MapReduce<u32, System> for CollectConcepts {
     }
 }
 
+/// Every mechanism of a system whose integration (phi) is positive, in order.
+#[derive(Parser)]
+#[command(name = "concepts")]
+struct Args {
+    /// Elements of the system (2 to 30): 2^N - 1 mechanisms to evaluate
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = RangedU64ValueParser::<usize>::new().range(2..=30))]
+    elements: usize,
+    /// Evaluate the mechanisms one by one on this thread
+    #[arg(long)]
+    sequential: bool,
+}
+
 fn main() {
-    let mut elements = 16usize;
-    let mut sequential = false;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--elements" => elements = args.next().and_then(|n| n.parse().ok()).expect("--elements N (2..=30)"),
-            "--sequential" => sequential = true,
-            other => panic!("unknown argument {other:?}"),
-        }
-    }
+    let Args { elements, sequential } = Args::parse();
     mapreduce::init_logging();
     let system = System::new(elements);
     let mechanisms = 1..(1u32 << elements);

@@ -7,8 +7,10 @@
 //!
 //! ```text
 //! cargo run --release --example counterexample -- --steps 400
+//! cargo run --release --example counterexample -- --help   # the flags
 //! ```
 
+use clap::Parser;
 use mapreduce::prelude::*;
 
 /// Collatz steps from `n` down to 1.
@@ -21,17 +23,20 @@ fn steps(mut n: u64) -> u32 {
     count
 }
 
+/// The first number whose Collatz trajectory takes at least `--steps` steps.
+#[derive(Parser)]
+#[command(name = "counterexample")]
+struct Args {
+    /// The claim: every number reaches 1 in fewer than N steps
+    #[arg(long = "steps", value_name = "N", default_value_t = 400)]
+    limit: u32,
+    /// Test the numbers one by one on this thread
+    #[arg(long)]
+    sequential: bool,
+}
+
 fn main() {
-    let mut limit = 400u32;
-    let mut sequential = false;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--steps" => limit = args.next().and_then(|n| n.parse().ok()).expect("--steps N"),
-            "--sequential" => sequential = true,
-            other => panic!("unknown argument {other:?}"),
-        }
-    }
+    let Args { limit, sequential } = Args::parse();
     mapreduce::init_logging();
     // An endless generator; it need not be `Send` (this one holds an `Rc`),
     // nor know its length.

@@ -6,10 +6,12 @@
 //! ```text
 //! cargo run --release --example fallible                # one bad line among 200,000
 //! cargo run --release --example fallible -- --clean     # all lines good: mean and count
+//! cargo run --release --example fallible -- --help      # the flags
 //! ```
 
 use std::ops::ControlFlow::{self, Break, Continue};
 
+use clap::Parser;
 use mapreduce::prelude::*;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -54,9 +56,20 @@ impl MapReduce<(usize, &str)> for Parse {
     }
 }
 
+/// The mean of 200,000 measurements, or the first line that does not parse.
+#[derive(Parser)]
+#[command(name = "fallible")]
+struct Args {
+    /// Plant no bad lines: every line parses
+    #[arg(long)]
+    clean: bool,
+    /// Parse the lines one by one on this thread
+    #[arg(long)]
+    sequential: bool,
+}
+
 fn main() {
-    let clean = std::env::args().any(|arg| arg == "--clean");
-    let sequential = std::env::args().any(|arg| arg == "--sequential");
+    let Args { clean, sequential } = Args::parse();
     mapreduce::init_logging();
     let mut lines: Vec<String> = (0..200_000).map(|i| format!("{}.{}", i % 97, i % 10)).collect();
     if !clean {

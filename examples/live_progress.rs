@@ -13,11 +13,13 @@
 //! quarters of the items. `--unknown-length` streams the items from a plain
 //! iterator that does not know its length (a spinner instead of a bar).
 //! `--nested` makes every item run a nested search of its own, shown as a
-//! child bar under the main one.
+//! child bar under the main one. `--help` lists the flags. Log lines print
+//! at info level and above unless `RUST_LOG` says otherwise.
 
 use std::ops::ControlFlow::{self, Break, Continue};
 use std::time::Duration;
 
+use clap::{Parser, ValueEnum};
 use mapreduce::prelude::*;
 
 struct Slow {
@@ -69,33 +71,61 @@ impl MapReduce<u64> for Slow {
     }
 }
 
+/// How the run ends.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// Every item is folded
+    Complete,
+    /// `process_result` breaks at three quarters of the items
+    Shortcircuit,
+    /// `compute` panics at three quarters of the items
+    Panic,
+}
+
+/// A run with a live progress bar and the workers' log lines above it.
+#[derive(Parser)]
+#[command(name = "live_progress")]
+struct Args {
+    /// How the run ends
+    #[arg(long, value_enum, default_value_t = Mode::Complete)]
+    mode: Mode,
+    /// Items to run
+    #[arg(long, value_name = "N", default_value_t = 2000)]
+    items: u64,
+    /// Milliseconds each item sleeps
+    #[arg(long, value_name = "M", default_value_t = 3)]
+    millis: u64,
+    /// Stream the items from an iterator that does not know its length (a
+    /// spinner instead of a bar)
+    #[arg(long)]
+    unknown_length: bool,
+    /// Every item runs a nested search of its own, shown as a child bar
+    #[arg(long)]
+    nested: bool,
+}
+
 fn main() {
-    let mut mode = String::from("complete");
-    let mut items = 2000u64;
-    let mut millis = 3u64;
-    let mut unknown_length = false;
-    let mut nested = false;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--mode" => mode = args.next().expect("--mode complete|shortcircuit|panic"),
-            "--items" => items = args.next().and_then(|n| n.parse().ok()).expect("--items N"),
-            "--millis" => millis = args.next().and_then(|n| n.parse().ok()).expect("--millis M"),
-            "--unknown-length" => unknown_length = true,
-            "--nested" => nested = true,
-            other => panic!("unknown argument {other:?}"),
-        }
+    let Args {
+        mode,
+        items,
+        millis,
+        unknown_length,
+        nested,
+    } = Args::parse();
+    // Info lines unless RUST_LOG says otherwise (env_logger's
+    // `default_filter_or("info")`), set on the builder: no
+    // `std::env::set_var`, which is `unsafe` from edition 2024 on.
+    let mut builder = mapreduce::logging::default_builder();
+    if std::env::var(env_logger::DEFAULT_FILTER_ENV).is_err() {
+        builder.filter_level(log::LevelFilter::Info);
     }
-    if std::env::var_os("RUST_LOG").is_none() {
-        std::env::set_var("RUST_LOG", "info");
-    }
-    mapreduce::init_logging();
+    mapreduce::logging::init_logging_with(builder);
     let at = items * 3 / 4;
     let job = Slow {
         millis,
         nested,
-        stop_at: (mode == "shortcircuit").then_some(at),
-        panic_at: (mode == "panic").then_some(at),
+        stop_at: (mode == Mode::Shortcircuit).then_some(at),
+        panic_at: (mode == Mode::Panic).then_some(at),
     };
     let config = Config::current().with_nested_progress_bars(nested);
     let result = config.scope(|| {

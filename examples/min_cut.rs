@@ -13,11 +13,12 @@
 //! mpirun -n 4 target/release/examples/min_cut --mpi
 //! ```
 //!
-//! Flags: `--nodes N` (default 24), `--seed S` (default 1), `--workers W`
-//! (PyPhi's NUMBER_OF_CORES rule: -1 all cores; per rank with `--mpi`),
-//! `--sequential`, `--any-order`, `--no-progress`, `--disconnected`, and
-//! `--mpi` (built with `--features mpi`: the ranks of an `mpirun`/`srun` job
-//! share the search; rank 0 prints).
+//! Flags (`--help` lists them): `--nodes N` (default 24), `--seed S`
+//! (default 1), `--workers W` (PyPhi's NUMBER_OF_CORES rule: -1 all cores;
+//! per rank with `--mpi`), `--sequential`, `--any-order`, `--no-progress`,
+//! `--disconnected`, and `--mpi` (built with `--features mpi`: the ranks of
+//! an `mpirun`/`srun` job share the search; rank 0 prints, and shows the
+//! workers' info lines when every rank has `RUST_LOG=info`).
 //!
 //! A cut puts each node on side A or side B; its cost is the total weight of
 //! the edges from one side to the other, in either direction. Cut `k`
@@ -28,6 +29,10 @@ use std::ops::ControlFlow::{self, Break, Continue};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use clap::builder::RangedU64ValueParser;
+#[cfg(not(feature = "mpi"))]
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::Parser;
 use mapreduce::prelude::*;
 use rayon::prelude::*;
 
@@ -130,69 +135,69 @@ impl MapReduce<u64, Network> for MinCut {
     }
 }
 
+/// The cheapest cut of a seeded random network: every bipartition is
+/// evaluated in parallel, in order, and a free cut ends the search.
+#[derive(Parser)]
+#[command(name = "min_cut")]
 struct Args {
+    /// Nodes of the network (2 to 40): 2^(N-1) - 1 cuts to evaluate
+    #[arg(long, value_name = "N", default_value_t = 24, value_parser = RangedU64ValueParser::<usize>::new().range(2..=40))]
     nodes: usize,
+    /// Seed of the random network
+    #[arg(long, value_name = "S", default_value_t = 1)]
     seed: u64,
+    /// Worker threads, PyPhi's NUMBER_OF_CORES rule: -1 all cores, -2 all but
+    /// one, ...; per rank of an MPI job
+    #[arg(long, value_name = "W", default_value_t = -1, allow_negative_numbers = true)]
     workers: isize,
+    /// Evaluate the cuts one by one on this thread
+    #[arg(long)]
     sequential: bool,
+    /// Stop at the first free cut any worker finds, not the leftmost one
+    #[arg(long)]
     any_order: bool,
-    progress: bool,
+    /// Draw no progress bar
+    #[arg(long)]
+    no_progress: bool,
+    /// Remove every edge between even and odd nodes, planting a free cut
+    #[arg(long)]
     disconnected: bool,
+    /// Share the search among the ranks of an `mpirun`/`srun` job (rank 0
+    /// prints)
+    #[cfg(feature = "mpi")]
+    #[arg(long)]
     mpi: bool,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        nodes: 24,
-        seed: 1,
-        workers: -1,
-        sequential: false,
-        any_order: false,
-        progress: true,
-        disconnected: false,
-        mpi: false,
-    };
-    let mut words = std::env::args().skip(1);
-    while let Some(word) = words.next() {
-        let mut value = |name: &str| words.next().ok_or(format!("{name} needs a value"));
-        match word.as_str() {
-            "--nodes" => args.nodes = value("--nodes")?.parse().map_err(|e| format!("--nodes: {e}"))?,
-            "--seed" => args.seed = value("--seed")?.parse().map_err(|e| format!("--seed: {e}"))?,
-            "--workers" => args.workers = value("--workers")?.parse().map_err(|e| format!("--workers: {e}"))?,
-            "--sequential" => args.sequential = true,
-            "--any-order" => args.any_order = true,
-            "--no-progress" => args.progress = false,
-            "--disconnected" => args.disconnected = true,
-            "--mpi" if cfg!(feature = "mpi") => args.mpi = true,
-            "--mpi" => return Err("--mpi needs the example built with --features mpi".into()),
-            "--help" | "-h" => return Err(String::new()),
-            other => return Err(format!("unknown argument {other:?}")),
-        }
+impl Args {
+    /// The command line, or exit with clap's message (status 2; 0 for
+    /// `--help`).
+    fn parse_or_exit() -> Args {
+        Args::try_parse().unwrap_or_else(|err| {
+            #[cfg(not(feature = "mpi"))]
+            if err.kind() == ErrorKind::UnknownArgument
+                && matches!(err.get(ContextKind::InvalidArg), Some(ContextValue::String(arg)) if arg == "--mpi")
+            {
+                eprintln!("error: --mpi needs the example built with --features mpi");
+                std::process::exit(2);
+            }
+            err.exit()
+        })
     }
-    if !(2..=40).contains(&args.nodes) {
-        return Err("--nodes must be between 2 and 40".into());
+
+    /// Whether the search runs across the ranks of an MPI job.
+    fn mpi(&self) -> bool {
+        #[cfg(feature = "mpi")]
+        let mpi = self.mpi;
+        #[cfg(not(feature = "mpi"))]
+        let mpi = false;
+        mpi
     }
-    Ok(args)
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(problem) => {
-            eprintln!("{problem}");
-            eprintln!(
-                "usage: min_cut [--nodes N] [--seed S] [--workers W] [--sequential] [--any-order] \
-                 [--no-progress] [--disconnected] [--mpi]"
-            );
-            std::process::exit(2);
-        }
-    };
-    // The demo shows the workers' info lines (each new best cut) unless
-    // RUST_LOG says otherwise.
-    if std::env::var_os("RUST_LOG").is_none() {
-        std::env::set_var("RUST_LOG", "info");
-    }
-    let cluster = Cluster::join(args.mpi);
+    let args = Args::parse_or_exit();
+    let cluster = Cluster::join(args.mpi());
     cluster.init_logging();
     let network = Network::random(args.nodes, args.seed, args.disconnected);
     let cuts = 1..(1usize << (network.nodes() - 1));
@@ -204,11 +209,11 @@ fn main() {
         .with_workers(args.workers)
         .with_parallel(!args.sequential)
         .with_deterministic(!args.any_order)
-        .with_progress_bars(args.progress);
-    if args.mpi && std::env::var_os(mapreduce::ENV_PROGRESS).is_none() {
+        .with_progress_bars(!args.no_progress);
+    if args.mpi() && std::env::var_os(mapreduce::ENV_PROGRESS).is_none() {
         // Under mpirun, rank 0's stderr is a pipe that mpirun copies to the
         // terminal: the demo draws its bar there all the same.
-        config = config.with_progress_bars_always(args.progress);
+        config = config.with_progress_bars_always(!args.no_progress);
     }
     let workers = match config.num_workers() {
         Ok(workers) if !args.sequential => workers,
@@ -292,12 +297,24 @@ impl Cluster {
         self.world.as_ref().map(|(_, world)| world)
     }
 
+    /// The crate's logger. Alone, the demo shows the workers' info lines
+    /// (each new best cut) unless `RUST_LOG` says otherwise: the default
+    /// filter is `info` instead of `warn`, set on the builder (never with
+    /// `std::env::set_var`, which is `unsafe` from edition 2024 on). Under
+    /// `--mpi` the ranks filter with `RUST_LOG` (default `warn`): run with
+    /// `RUST_LOG=info` to see every rank's lines.
     fn init_logging(&self) {
         #[cfg(feature = "mpi")]
         if let Some(world) = self.communicator() {
             return mapreduce::mpi::init_logging(world);
         }
-        mapreduce::init_logging();
+        let mut builder = mapreduce::logging::default_builder();
+        // env_logger's `default_filter_or("info")`: RUST_LOG when it is set
+        // (and UTF-8), else info.
+        if std::env::var(env_logger::DEFAULT_FILTER_ENV).is_err() {
+            builder.filter_level(log::LevelFilter::Info);
+        }
+        mapreduce::logging::init_logging_with(builder);
     }
 
     fn rank(&self) -> i32 {

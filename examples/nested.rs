@@ -6,8 +6,11 @@
 //!
 //! ```text
 //! cargo run --release --example nested -- --networks 8 --nodes 16
+//! cargo run --release --example nested -- --help   # the flags
 //! ```
 
+use clap::builder::RangedU64ValueParser;
+use clap::Parser;
 use mapreduce::prelude::*;
 
 /// The weight of edge i → j of network `seed`: 0 to 9.
@@ -37,19 +40,28 @@ fn cheapest_cut(seed: u64, nodes: usize) -> (u64, u64) {
         .expect("at least one cut")
 }
 
+/// The most robust of a few seeded networks: the one whose cheapest cut is
+/// the most expensive.
+#[derive(Parser)]
+#[command(name = "nested")]
+struct Args {
+    /// Networks to compare (the outer run)
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    networks: u64,
+    /// Nodes of each network (2 to 30): 2^(N-1) - 1 cuts per inner run
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = RangedU64ValueParser::<usize>::new().range(2..=30))]
+    nodes: usize,
+    /// Run both levels one item at a time on this thread
+    #[arg(long)]
+    sequential: bool,
+}
+
 fn main() {
-    let mut networks = 8u64;
-    let mut nodes = 16usize;
-    let mut sequential = false;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--networks" => networks = args.next().and_then(|n| n.parse().ok()).expect("--networks N"),
-            "--nodes" => nodes = args.next().and_then(|n| n.parse().ok()).expect("--nodes N (2..=30)"),
-            "--sequential" => sequential = true,
-            other => panic!("unknown argument {other:?}"),
-        }
-    }
+    let Args {
+        networks,
+        nodes,
+        sequential,
+    } = Args::parse();
     mapreduce::init_logging();
     let outer = jobs::described(
         "Networks",

@@ -1,9 +1,50 @@
 //! Every example runs small and gives the right answer; parallel runs print
-//! what sequential runs print.
+//! what sequential runs print; `--help` documents every flag; and every
+//! example compiles as the `main.rs` of a new edition-2024 crate.
 
 mod common;
 
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
 use common::run_example;
+
+/// Every example and its flags (besides `--help`). README, the tests and
+/// `tests/mpi.rs` use these names: keep them.
+const FLAGS: &[(&str, &[&str])] = &[
+    (
+        "min_cut",
+        &[
+            "--nodes",
+            "--seed",
+            "--workers",
+            "--sequential",
+            "--any-order",
+            "--no-progress",
+            "--disconnected",
+        ],
+    ),
+    ("concepts", &["--elements", "--sequential"]),
+    ("counterexample", &["--steps", "--sequential"]),
+    ("fallible", &["--clean", "--sequential"]),
+    ("nested", &["--networks", "--nodes", "--sequential"]),
+    (
+        "live_progress",
+        &["--mode", "--items", "--millis", "--unknown-length", "--nested"],
+    ),
+];
+
+/// The flags of example `name`, with `--mpi` for `min_cut` when built with
+/// the `mpi` feature.
+fn flags_of(name: &str) -> Vec<&'static str> {
+    let (_, flags) = FLAGS.iter().find(|(example, _)| *example == name).unwrap();
+    let mut flags = flags.to_vec();
+    if name == "min_cut" && cfg!(feature = "mpi") {
+        flags.push("--mpi");
+    }
+    flags
+}
 
 /// The lines of an output that do not depend on timing.
 fn answer(output: &str) -> Vec<&str> {
@@ -59,6 +100,189 @@ fn min_cut_rejects_bad_arguments() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("0 workers"));
+    for bad in [&["--nodes", "41"][..], &["--nodes", "x"], &["--seed"], &["--cuts", "3"]] {
+        let output = Command::new(common::example("min_cut")).args(bad).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{bad:?}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("For more information, try '--help'"),
+            "{bad:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    if !cfg!(feature = "mpi") {
+        let output = Command::new(common::example("min_cut")).arg("--mpi").output().unwrap();
+        assert_eq!(output.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("--mpi needs the example built with --features mpi"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn min_cut_takes_negative_worker_counts() {
+    // PyPhi's rule: -1 is all cores (as in README: `--workers -1`).
+    for workers in [&["--workers", "-1"][..], &["--workers=-1"]] {
+        let mut args = vec!["--nodes", "6", "--no-progress"];
+        args.extend_from_slice(workers);
+        let output = run_example("min_cut", &args);
+        assert!(output.contains("best cut:"), "{output}");
+    }
+}
+
+#[test]
+fn every_example_documents_every_flag_in_help() {
+    let mut names: Vec<String> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "rs"))
+        .map(|path| path.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut listed: Vec<&str> = FLAGS.iter().map(|(name, _)| *name).collect();
+    listed.sort();
+    assert_eq!(names, listed, "examples/ and the FLAGS table differ");
+    for name in names {
+        let output = Command::new(common::example(&name)).arg("--help").output().unwrap();
+        let help = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{name} --help failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(help.contains(&format!("Usage: {name}")), "{name} --help:\n{help}");
+        // The flag column: `-h, --help`, `--nodes <N>`, then what it does on
+        // the same line, or on the next one in clap's long format (flags
+        // whose values have their own docs, as `live_progress --mode`).
+        let lines: Vec<&str> = help.lines().collect();
+        let shown: Vec<(&str, usize)> = lines
+            .iter()
+            .enumerate()
+            .flat_map(|(at, line)| {
+                line.split_whitespace()
+                    .take_while(|word| word.starts_with('-') || word.starts_with('<'))
+                    .map(|word| word.trim_end_matches(','))
+                    .filter(|word| word.starts_with("--"))
+                    .map(move |flag| (flag, at))
+            })
+            .collect();
+        // The words that say what the line's flag does, without `[default:
+        // ..]` and `[possible values: ..]`.
+        let described = |line: &str| {
+            let text = line.split(" [").next().unwrap();
+            text.split_whitespace()
+                .filter(|word| !word.starts_with(['-', '<']))
+                .count()
+                >= 2
+        };
+        let flags = flags_of(&name);
+        for flag in &flags {
+            let (_, at) = shown
+                .iter()
+                .find(|(shown, _)| shown == flag)
+                .unwrap_or_else(|| panic!("{name} --help lacks {flag}:\n{help}"));
+            let next = lines.get(at + 1).filter(|next| !next.trim_start().starts_with('-'));
+            assert!(
+                described(lines[*at]) || next.is_some_and(|next| described(next)),
+                "{name} --help: {flag} is not documented:\n{help}"
+            );
+        }
+        // And no flag the table does not know (README and tests use these).
+        for (flag, _) in &shown {
+            assert!(
+                *flag == "--help" || flags.contains(flag),
+                "{name} --help shows {flag}, not in FLAGS:\n{help}"
+            );
+        }
+    }
+}
+
+/// Each `examples/<name>.rs`, copied as `src/bin/<name>.rs` of a new
+/// edition-2024 crate that depends on this one by path (and on clap, rayon,
+/// log and env_logger, as the examples do), passes `cargo check` with
+/// warnings denied: a user who copies an example into `cargo new` gets a
+/// program that builds (no `std::env::set_var`, E0133 there). The mpi parts
+/// of `min_cut` stay off (its crate's `mpi` feature is off). The crate and
+/// its target directory live in `target/tmp/edition-2024`, so only the first
+/// run builds the dependencies.
+#[test]
+fn examples_compile_as_edition_2024_crates() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("edition-2024");
+    let krate = dir.join("crate");
+    let bins = krate.join("src").join("bin");
+    std::fs::create_dir_all(&bins).unwrap();
+    // Only what changed is written: an untouched file is not checked again.
+    let write = |path: &Path, text: &str| {
+        if std::fs::read_to_string(path).ok().as_deref() != Some(text) {
+            std::fs::write(path, text).unwrap();
+        }
+    };
+    let manifest = format!(
+        r#"[package]
+name = "mapreduce-examples-2024"
+version = "0.0.0"
+edition = "2024"
+publish = false
+
+[dependencies]
+mapreduce = {{ path = {root:?} }}
+clap = {{ version = "4", features = ["derive"] }}
+rayon = "1.12"
+log = "0.4"
+env_logger = "0.11"
+
+[features]
+# min_cut's `--mpi` parts are behind this feature, left off here.
+mpi = []
+
+[lints.rust]
+warnings = "deny"
+
+[workspace]
+"#,
+        root = root.display().to_string(),
+    );
+    write(&krate.join("Cargo.toml"), &manifest);
+    // This crate's lock file: the same versions, no fresh resolution.
+    if !krate.join("Cargo.lock").exists() {
+        std::fs::copy(root.join("Cargo.lock"), krate.join("Cargo.lock")).unwrap();
+    }
+    let mut examples = Vec::new();
+    for entry in std::fs::read_dir(root.join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|ext| ext == "rs") {
+            let name = path.file_name().unwrap().to_owned();
+            write(&bins.join(&name), &std::fs::read_to_string(&path).unwrap());
+            examples.push(name);
+        }
+    }
+    for entry in std::fs::read_dir(&bins).unwrap() {
+        let path = entry.unwrap().path();
+        if !examples.contains(&path.file_name().unwrap().to_owned()) {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    eprintln!(
+        "edition 2024: cargo check of {} examples as a new crate in {} (the first run builds its dependencies)",
+        examples.len(),
+        krate.display()
+    );
+    let started = Instant::now();
+    let output = Command::new(env!("CARGO"))
+        .args(["check", "--bins", "--message-format", "short"])
+        .current_dir(&krate)
+        .env("CARGO_TARGET_DIR", dir.join("target"))
+        .output()
+        .unwrap();
+    eprintln!("edition 2024: cargo check took {:.1?}", started.elapsed());
+    assert!(
+        output.status.success(),
+        "an example does not compile as an edition-2024 crate (`cargo check` in {}):\n{}",
+        krate.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[test]

@@ -34,7 +34,6 @@ use clap::builder::RangedU64ValueParser;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::Parser;
 use mapreduce::prelude::*;
-use rayon::prelude::*;
 
 /// A weighted directed network: `weights[i][j]` is the weight of edge i → j.
 struct Network {
@@ -200,7 +199,8 @@ fn main() {
     let cluster = Cluster::join(args.mpi());
     cluster.init_logging();
     let network = Network::random(args.nodes, args.seed, args.disconnected);
-    let cuts = 1..(1usize << (network.nodes() - 1));
+    // Cuts are bitmasks over the nodes but the last (which stays on side B).
+    let cuts = 1..(1u64 << (network.nodes() - 1));
     let job = MinCut {
         best_seen: AtomicU64::new(u64::MAX),
         evaluated: AtomicU64::new(0),
@@ -236,9 +236,8 @@ fn main() {
     }
     let started = Instant::now();
     // In order: a free cut at index k is found after about k / workers cuts'
-    // time, wherever it lies.
-    let cut_numbers = cuts.clone().into_par_iter().map(|cut| cut as u64);
-    let result = config.scope(|| cluster.search(cut_numbers, &network, &job));
+    // time, wherever it lies. (`indexed_range`: rayon indexes no u64 range.)
+    let result = config.scope(|| cluster.search(indexed_range(cuts.clone()), &network, &job));
     let elapsed = started.elapsed();
     let evaluated = cluster.total(job.evaluated.load(Ordering::Relaxed));
     if !lead {

@@ -81,7 +81,10 @@ pub fn default_builder() -> env_logger::Builder {
 /// the bars are cleared and resumed once they are redrawn and their lock is
 /// released: it reaches the code that logged (inside `compute`, it is that
 /// item's [`Error::Panicked`](crate::Error::Panicked)), and later lines log
-/// as usual.
+/// as usual. One place is beyond reach: a panic hook. Rust aborts the
+/// process on any panic raised while a panic hook runs, before anything
+/// can catch it, so a hook that logs a value whose `Display` panics aborts,
+/// with or without this crate.
 ///
 /// ```
 /// let inner = env_logger::Builder::new().build();

@@ -40,7 +40,8 @@ where
 {
     let config = Config::current();
     config.check()?;
-    run(items.into_iter(), ctx, &job, &config, None).map(into_value)
+    let items = catch_panic(|| items.into_iter())?;
+    run(items, ctx, &job, &config, None).map(into_value)
 }
 
 /// A sequential run of `job` over `items` under `config`, on this thread:
@@ -91,7 +92,7 @@ where
         Err(err) => {
             // The first failure is the one reported; the iterator's drop is
             // the user's code too.
-            let _ = catch_panic(move || drop(items));
+            let _ = release(items);
             return Err(err);
         }
     };
@@ -103,9 +104,29 @@ where
         return fold(items, ctx, job);
     };
     let tally = Tally::new();
-    let outcome = fold_watched(items, ctx, job, &tally, &mut monitor);
-    monitor.finish(&tally, &outcome);
-    outcome
+    let outcome = if monitor.failed() {
+        // The sink panicked as the run started: nothing runs.
+        release(items).and(Err(Error::Cancelled))
+    } else {
+        fold_watched(items, ctx, job, &tally, &mut monitor)
+    };
+    // The sink's panic, if it panicked, in place of the cancellation.
+    monitor.finish(&tally, outcome)
+}
+
+/// Drop the user's iterator, a panic in its `drop` caught: dropping it while
+/// another panic unwinds would abort the process.
+fn release<I>(items: I) -> Result<(), Error> {
+    catch_panic(move || drop(items))
+}
+
+/// The outcome of a fold, and then the iterator's drop: a panic there fails
+/// a run that had not failed already.
+fn and_release<I, A>(outcome: Result<A, Error>, items: I) -> Result<A, Error> {
+    match (outcome, release(items)) {
+        (Ok(_), Err(err)) => Err(err),
+        (outcome, _) => outcome,
+    }
 }
 
 /// Fold `items` on this thread. Nested in a task, it gives up with
@@ -117,12 +138,19 @@ where
     J: MapReduce<I::Item, C>,
 {
     let parent: Option<Token> = cancel::current_token();
-    let acc = catch_panic(|| job.empty_result(ctx))?;
+    let acc = match catch_panic(|| job.empty_result(ctx)) {
+        Ok(acc) => acc,
+        Err(err) => return release(items).and(Err(err)),
+    };
     let mut folded = 0usize;
     let counter = &mut folded;
+    // The iterator is only borrowed inside: if its `next` panics, it is not
+    // dropped while that panic unwinds.
+    let mut items = items;
+    let iter = &mut items;
     let flow = catch_unwind(AssertUnwindSafe(move || {
         let mut acc = acc;
-        for item in items {
+        for item in iter {
             if parent.as_ref().is_some_and(Token::is_cancelled) {
                 return Err(Error::Cancelled);
             }
@@ -134,7 +162,8 @@ where
         }
         Ok(Continue(acc))
     }));
-    flow.unwrap_or_else(|payload| Err(Panic::new(Some(folded), payload).into()))
+    let outcome = flow.unwrap_or_else(|payload| Err(Panic::new(Some(folded), payload).into()));
+    and_release(outcome, items)
 }
 
 /// [`fold`] for a watched run: the same per-item loop over runs of items
@@ -155,13 +184,18 @@ where
     J: MapReduce<I::Item, C>,
 {
     let parent: Option<Token> = cancel::current_token();
-    let acc = catch_panic(|| job.empty_result(ctx))?;
+    let acc = match catch_panic(|| job.empty_result(ctx)) {
+        Ok(acc) => acc,
+        Err(err) => return release(items).and(Err(err)),
+    };
     let mut publisher = Publisher::new(Some(tally));
     let progress = &mut publisher;
     let mut folded = 0usize;
     let counter = &mut folded;
+    let mut items = items;
+    let iter = &mut items;
     let flow = catch_unwind(AssertUnwindSafe(move || {
-        let mut items = items;
+        let items = iter;
         let mut acc = acc;
         loop {
             let run_length = progress.next_run(None).unwrap_or(usize::MAX);
@@ -185,8 +219,13 @@ where
             }
             progress.publish(*counter);
             monitor.tick(tally);
+            if monitor.failed() {
+                // The sink panicked: stop; the run fails with that panic.
+                return Err(Error::Cancelled);
+            }
         }
     }));
     publisher.flush(folded);
-    flow.unwrap_or_else(|payload| Err(Panic::new(Some(folded), payload).into()))
+    let outcome = flow.unwrap_or_else(|payload| Err(Panic::new(Some(folded), payload).into()));
+    and_release(outcome, items)
 }

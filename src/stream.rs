@@ -199,9 +199,10 @@ where
         Err(panic) if outcome.is_ok() => Err(panic),
         _ => outcome,
     };
-    if let Some(monitor) = monitor {
-        monitor.finish(&tally, &outcome);
-    }
+    let outcome = match monitor {
+        Some(monitor) => monitor.finish(&tally, outcome),
+        None => outcome,
+    };
     engine::log_outcome(description, started, &outcome);
     outcome.map(into_value)
 }
@@ -314,7 +315,15 @@ where
             };
             let slot = &slots[oldest];
             match (monitor.as_mut(), tally) {
-                (Some(monitor), Some(tally)) => monitor.watch(tally, &slot.finished),
+                (Some(monitor), Some(tally)) => {
+                    monitor.watch(tally, &slot.finished);
+                    if monitor.failed() {
+                        // The sink panicked: stop reading and folding; the
+                        // run fails with that panic.
+                        state.abort();
+                    }
+                    slot.finished.wait_done();
+                }
                 _ => slot.finished.wait_done(),
             }
             let (piece, buffer) = slot
@@ -406,6 +415,11 @@ impl<I: Iterator> Reader<I> {
                     }
                     if let (Some(monitor), Some(tally)) = (monitor.as_mut(), tally) {
                         monitor.tick(tally);
+                        if monitor.failed() {
+                            // The sink panicked: nothing more is read.
+                            state.abort();
+                            return;
+                        }
                     }
                 }
                 // A chunk at a time: `extend` copies without per-item checks.

@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 use common::{os_threads, peak_rss_kib, quiet_scripted_panics, SCRIPTED};
 use mapreduce::prelude::*;
 use mapreduce::{Outcome, ProgressSink};
-use rayon::prelude::*;
 
 /// A tiny seeded generator, so that a seed replays its case exactly.
 struct Rng(u64);

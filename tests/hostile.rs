@@ -15,7 +15,6 @@ use common::{pair_then_panic, quiet_scripted_panics, PairSumsToFive, SCRIPTED};
 use mapreduce::prelude::*;
 use mapreduce::testing::check_merge_law;
 use mapreduce::{current_task, Outcome, ProgressSink};
-use rayon::prelude::*;
 
 /// Every entry point, on `workers` workers (or sequential), over `items`.
 fn every_entry_point<J>(items: &[u64], job: &J, workers: isize) -> Vec<(&'static str, Result<J::Acc, Error>)>
@@ -490,4 +489,162 @@ fn a_break_prunes_flat_map_and_flatten_inputs() {
             "{workers} workers computed {computed} items for two answers at 3000"
         );
     }
+}
+
+/// A sink that panics in one of its methods.
+struct PanickingSink(&'static str);
+
+impl ProgressSink for PanickingSink {
+    fn start(&self, _: &str, _: Option<u64>) {
+        assert!(self.0 != "start", "{SCRIPTED}: sink start");
+    }
+    fn update(&self, _: u64) {
+        assert!(self.0 != "update", "{SCRIPTED}: sink update");
+    }
+    fn finish(&self, _: u64, _: Outcome) {
+        assert!(self.0 != "finish", "{SCRIPTED}: sink finish");
+    }
+}
+
+/// A sink is user code: its panic fails the run as an `Error`, never as a
+/// panic out of the run, and a panic in `update` stops the run.
+#[test]
+fn a_panicking_sink_fails_the_run_and_stops_it() {
+    quiet_scripted_panics();
+    for method in ["start", "update", "finish"] {
+        let computed = AtomicUsize::new(0);
+        let job = jobs::count(|_: &u64, _: &()| {
+            computed.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(1));
+            true
+        });
+        let config = Config::current()
+            .with_workers(2)
+            .with_progress_bars(false)
+            .with_progress_sink(Arc::new(PanickingSink(method)));
+        let sequential = config.clone().with_parallel(false);
+        let runs: Vec<(&str, Result<usize, Error>)> = vec![
+            (
+                "par_map_reduce",
+                config.clone().scope(|| par_map_reduce(0..2000u64, &(), &job)),
+            ),
+            (
+                "in_order",
+                config
+                    .clone()
+                    .scope(|| par_map_reduce_in_order(0..2000usize, &(), MapToU64(&job))),
+            ),
+            (
+                "iter",
+                config.clone().scope(|| par_map_reduce_iter(0..2000u64, &(), &job)),
+            ),
+            (
+                "seq",
+                sequential.clone().scope(|| seq_map_reduce(0..2000u64, &(), &job)),
+            ),
+            (
+                "sequential iter",
+                sequential.scope(|| par_map_reduce_iter(0..2000u64, &(), &job)),
+            ),
+        ];
+        for (entry, run) in runs {
+            match run {
+                Err(Error::Panicked {
+                    index: None, message, ..
+                }) => {
+                    assert!(message.contains(&format!("sink {method}")), "{entry}: {message}")
+                }
+                other => panic!("sink panics in {method}, {entry}: {other:?}"),
+            }
+        }
+        let computed = computed.into_inner();
+        match method {
+            "start" => assert_eq!(computed, 0, "a run whose sink failed to start computed items"),
+            "update" => assert!(
+                computed < 5 * 2000 / 2,
+                "{computed} items computed after the sink failed"
+            ),
+            _ => assert_eq!(computed, 5 * 2000),
+        }
+    }
+    // The pool is fine afterwards.
+    assert_eq!(
+        par_map_reduce(0..100u64, &(), jobs::sum(|x: u64, _: &()| x)).unwrap(),
+        4950
+    );
+}
+
+/// `inner` over `usize` items.
+struct MapToU64<'a, J>(&'a J);
+
+impl<J: MapReduce<u64>> MapReduce<usize> for MapToU64<'_, J> {
+    type Output = J::Output;
+    type Acc = J::Acc;
+    fn empty_result(&self, ctx: &()) -> J::Acc {
+        self.0.empty_result(ctx)
+    }
+    fn compute(&self, item: usize, ctx: &()) -> J::Output {
+        self.0.compute(item as u64, ctx)
+    }
+    fn process_result(&self, new: J::Output, acc: J::Acc) -> ControlFlow<J::Acc, J::Acc> {
+        self.0.process_result(new, acc)
+    }
+    fn merge(&self, left: J::Acc, right: J::Acc) -> ControlFlow<J::Acc, J::Acc> {
+        self.0.merge(left, right)
+    }
+}
+
+/// An iterator whose `next` panics at its third item and whose `drop`
+/// panics too: dropped while the first panic unwinds, it would abort.
+struct Fragile(u64);
+
+impl Iterator for Fragile {
+    type Item = u64;
+    fn next(&mut self) -> Option<u64> {
+        self.0 += 1;
+        assert!(self.0 <= 2, "{SCRIPTED}: next");
+        Some(self.0)
+    }
+}
+
+impl Drop for Fragile {
+    fn drop(&mut self) {
+        panic!("{SCRIPTED}: drop");
+    }
+}
+
+#[test]
+#[ignore = "a scenario run by a_panicking_iterator_and_drop_do_not_abort in a child process"]
+fn scenario_fragile_iterator() {
+    if scenario().is_none() {
+        return;
+    }
+    quiet_scripted_panics();
+    let job = jobs::sum(|x: u64, _: &()| x);
+    let sequential = Config::current().with_parallel(false).with_progress_bars(false);
+    let runs = [
+        ("seq", seq_map_reduce(Fragile(0), &(), &job)),
+        (
+            "sequential iter",
+            sequential.scope(|| par_map_reduce_iter(Fragile(0), &(), &job)),
+        ),
+        ("iter", par_map_reduce_iter(Fragile(0), &(), &job)),
+    ];
+    for (entry, run) in runs {
+        let err = run.unwrap_err();
+        assert_eq!(err.index(), Some(2), "{entry}: {err}");
+        println!("{entry}: {err}");
+    }
+}
+
+#[test]
+fn a_panicking_iterator_and_drop_do_not_abort() {
+    let output = run_scenario("scenario_fragile_iterator", "fragile", &[], Duration::from_secs(60));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("seq: task panicked at item 2"),
+        "status {:?}; stdout:\n{stdout}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

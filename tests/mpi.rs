@@ -21,7 +21,6 @@ use ::mpi::traits::*;
 use mapreduce::prelude::*;
 use mapreduce::{jobs, Config, ConfigError, Error, Outcome, ProgressSink};
 use proptest::prelude::*;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use common::tmux::{tmux_available, Tmux};
@@ -586,11 +585,9 @@ impl<J: MapReduce<u64>> MapReduce<u64> for Valued<'_, J> {
 }
 
 /// `range` as an indexed parallel iterator (rayon indexes `usize` ranges,
-/// not `u64` ones).
+/// not `u64` ones; `indexed_range` does).
 fn indexed(range: std::ops::Range<u64>) -> impl IndexedParallelIterator<Item = u64> {
-    (range.start as usize..range.end as usize)
-        .into_par_iter()
-        .map(|x| x as u64)
+    mapreduce::indexed_range(range)
 }
 
 /// Collects its items; breaks after the items in `breaks`, panics at those

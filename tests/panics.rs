@@ -6,7 +6,6 @@ use std::ops::ControlFlow::{self, Continue};
 
 use common::{quiet_scripted_panics, BadMerge, Scripted, SCRIPTED};
 use mapreduce::prelude::*;
-use rayon::prelude::*;
 
 #[test]
 fn panic_in_compute_names_item_and_message() {

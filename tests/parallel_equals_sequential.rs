@@ -10,7 +10,6 @@ use std::collections::BTreeSet;
 use common::{quiet_scripted_panics, Scripted};
 use mapreduce::prelude::*;
 use proptest::prelude::*;
-use rayon::prelude::*;
 
 #[derive(Clone, Copy, Debug)]
 enum Input {

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use mapreduce::prelude::*;
 use mapreduce::{Outcome, ProgressSink};
-use rayon::prelude::*;
 
 #[derive(Default)]
 struct Recorder {

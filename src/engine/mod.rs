@@ -90,14 +90,22 @@ where
     let finished = Finished::new();
     let mut outcome = None;
     pool::in_place_scope(workers, parallel, |scope| {
+        if monitor.failed() {
+            // The sink panicked as the run started: nothing runs.
+            return;
+        }
         scope.spawn(|_| {
             let _signal = finished.on_drop();
             outcome = Some(driver(&run));
         });
         monitor.watch(&tally, &finished);
+        if monitor.failed() {
+            // The sink panicked: stop the run, which fails with that panic.
+            run.state.abort();
+        }
     })?;
-    let outcome = outcome.unwrap_or_else(|| unreachable!("rayon's scope waits for the run it spawned"));
-    monitor.finish(&tally, &outcome);
+    // No outcome only when the run never started; `finish` says why.
+    let outcome = monitor.finish(&tally, outcome.unwrap_or(Err(Error::Cancelled)));
     log_outcome(&description, started, &outcome);
     outcome.map(into_value)
 }

@@ -77,7 +77,6 @@ mod node;
 mod wire;
 
 use std::ops::ControlFlow;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use ::mpi::topology::Communicator;
 use rayon::iter::{IndexedParallelIterator, IntoParallelIterator};
@@ -146,11 +145,14 @@ where
     // Rank 0's config rules the mode and the display; a panic in its sink
     // (user code) fails the run on every rank rather than stranding them.
     let (mut monitor, watch_failure) = match link.rank {
-        0 => match catch_unwind(AssertUnwindSafe(|| {
-            Monitor::for_run(&config, job.description(), Some(len))
-        })) {
-            Ok(monitor) => (monitor, None),
-            Err(payload) => (None, Some(Panic::new(None, payload))),
+        0 => match crate::engine::description_of(&job) {
+            Ok(description) => {
+                let mut monitor = Monitor::for_run(&config, &description, Some(len));
+                let failure = monitor.as_mut().and_then(Monitor::take_failure);
+                (monitor, failure)
+            }
+            Err(Error::Panicked { payload, .. }) => (None, Some(Panic::new(None, payload.into_inner()))),
+            Err(other) => (None, Some(Panic::new(None, Box::new(other.to_string())))),
         },
         _ => (None, None),
     };
@@ -189,7 +191,10 @@ where
             Ok(_) if broke => Outcome::Shortcircuited,
             Ok(_) => Outcome::Completed,
         };
-        monitor.finish_as(tally, outcome);
+        if let Some(panic) = monitor.finish_as(tally, outcome) {
+            // The answer has been shared already: only rank 0 fails.
+            return Err(panic.into());
+        }
     }
     answer
 }

@@ -186,9 +186,10 @@ where
                 }
             }
             if let (Some(monitor), Some(tally)) = (self.monitor.as_mut(), self.tally) {
-                // The sink is user code too.
-                if let Err(payload) = catch_unwind(AssertUnwindSafe(|| monitor.tick(tally))) {
-                    run.fail(Panic::new(None, payload));
+                monitor.tick(tally);
+                // The sink is user code too: its panic fails every rank.
+                if let Some(panic) = monitor.take_failure() {
+                    run.fail(panic);
                     *self.monitor = None;
                 }
             }

@@ -22,8 +22,10 @@ pub(crate) use sink::SharedSink;
 pub use sink::{Outcome, ProgressSink};
 pub(crate) use tally::{Publisher, Tally};
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
 use crate::config::Config;
-use crate::error::Error;
+use crate::error::{Error, Panic};
 
 /// A run shows a bar only once it has lasted this long: thousands of quick
 /// runs never flash one.
@@ -41,6 +43,9 @@ pub(crate) struct Monitor {
     bar: Option<bar::Bar>,
     started: Instant,
     last_refresh: Instant,
+    /// The sink's panic (it is user code): the run fails with it, and the
+    /// sink is not called again.
+    failure: Option<Panic>,
 }
 
 impl Monitor {
@@ -54,11 +59,8 @@ impl Monitor {
         let draw_bar = config.draws_bars();
         let sink = config.progress_sink_shared();
         let total = total.map(|n| n as u64);
-        if let Some(sink) = &sink {
-            sink.0.start(description, total);
-        }
         let now = Instant::now();
-        Some(Monitor {
+        let mut monitor = Monitor {
             description: description.to_owned(),
             total,
             sink,
@@ -66,7 +68,36 @@ impl Monitor {
             bar: None,
             started: now,
             last_refresh: now,
-        })
+            failure: None,
+        };
+        monitor.tell_sink(|sink| sink.start(description, total));
+        Some(monitor)
+    }
+
+    /// Tell the sink something, if there is one: a panic there is kept as
+    /// the run's failure (see [`failed`](Self::failed)) and the sink is not
+    /// called again, so that it never escapes from the run or stops the
+    /// display.
+    fn tell_sink(&mut self, tell: impl FnOnce(&dyn ProgressSink)) {
+        let Some(sink) = &self.sink else { return };
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| tell(&*sink.0))) {
+            log::debug!("the progress sink panicked: the run fails");
+            self.sink = None;
+            self.failure.get_or_insert(Panic::new(None, payload));
+        }
+    }
+
+    /// Whether the sink panicked: the run must stop, and fail with that
+    /// panic ([`finish`](Self::finish) returns it).
+    pub(crate) fn failed(&self) -> bool {
+        self.failure.is_some()
+    }
+
+    /// The sink's panic, taken out (rank 0 of an MPI run fails every rank
+    /// with it).
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+    pub(crate) fn take_failure(&mut self) -> Option<Panic> {
+        self.failure.take()
     }
 
     /// Whether a run started here under `config` would be watched, that is
@@ -91,29 +122,41 @@ impl Monitor {
             bar.set_position(done);
             nested::draw_children(now);
         }
-        if let Some(sink) = &self.sink {
-            sink.0.update(done);
-        }
+        self.tell_sink(|sink| sink.update(done));
     }
 
-    /// Keep the display live until `finished` is signalled.
+    /// Keep the display live until `finished` is signalled, or until the
+    /// sink panics (the caller then stops the run).
     pub(crate) fn watch(&mut self, tally: &Tally, finished: &Finished) {
         while !finished.wait(REFRESH) {
             self.tick(tally);
+            if self.failed() {
+                return;
+            }
         }
     }
 
-    /// The run ended: clear the bar, tell the sink.
-    pub(crate) fn finish<A>(self, tally: &Tally, result: &Result<ControlFlow<A, A>, Error>) {
-        self.finish_as(tally, outcome_of(result));
+    /// The run ended with `result`: clear the bar, tell the sink, and give
+    /// the result the run returns: the sink's panic, if it panicked, in
+    /// place of an answer (or of the cancellation it caused).
+    pub(crate) fn finish<A>(
+        self,
+        tally: &Tally,
+        result: Result<ControlFlow<A, A>, Error>,
+    ) -> Result<ControlFlow<A, A>, Error> {
+        let outcome = outcome_of(&result);
+        match self.finish_as(tally, outcome) {
+            Some(panic) if matches!(result, Ok(_) | Err(Error::Cancelled)) => Err(panic.into()),
+            _ => result,
+        }
     }
 
-    /// The run ended as `outcome`: clear the bar, tell the sink.
-    pub(crate) fn finish_as(self, tally: &Tally, outcome: Outcome) {
-        drop(self.bar);
-        if let Some(sink) = &self.sink {
-            sink.0.finish(tally.done(), outcome);
-        }
+    /// The run ended as `outcome`: clear the bar, tell the sink; the sink's
+    /// panic, if it panicked.
+    pub(crate) fn finish_as(mut self, tally: &Tally, outcome: Outcome) -> Option<Panic> {
+        drop(self.bar.take());
+        self.tell_sink(|sink| sink.finish(tally.done(), outcome));
+        self.failure
     }
 }
 

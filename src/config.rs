@@ -41,6 +41,20 @@ pub const ENV_DETERMINISTIC: &str = "MAPREDUCE_DETERMINISTIC";
 /// assert_eq!(mapreduce::ENV_STREAM_BUFFER, "MAPREDUCE_STREAM_BUFFER");
 /// ```
 pub const ENV_STREAM_BUFFER: &str = "MAPREDUCE_STREAM_BUFFER";
+/// Environment variable for the default leaf size of reproducible runs (see
+/// [`Config::with_leaf_size`]; `0` is automatic).
+///
+/// ```
+/// assert_eq!(mapreduce::ENV_LEAF_SIZE, "MAPREDUCE_LEAF_SIZE");
+/// ```
+pub const ENV_LEAF_SIZE: &str = "MAPREDUCE_LEAF_SIZE";
+/// Environment variable for the default of oversubscription (see
+/// [`Config::with_oversubscription`]).
+///
+/// ```
+/// assert_eq!(mapreduce::ENV_OVERSUBSCRIBE, "MAPREDUCE_OVERSUBSCRIBE");
+/// ```
+pub const ENV_OVERSUBSCRIBE: &str = "MAPREDUCE_OVERSUBSCRIBE";
 
 /// How runs behave: how many workers, whether to draw progress bars, whether
 /// to run in parallel at all, and whether shortcircuits are deterministic.
@@ -71,6 +85,10 @@ pub struct Config {
     nested_progress_bars: bool,
     /// The most items a stream holds in flight; 0: automatic.
     stream_buffer: usize,
+    /// Items per leaf of reproducible runs; 0: automatic.
+    leaf_size: usize,
+    /// Whether `with_workers(n)` may exceed the machine's cores.
+    oversubscription: bool,
     /// Environment values that did not parse; reported when a run starts,
     /// forgotten once the setting they concern is set explicitly.
     env_errors: Vec<ConfigError>,
@@ -101,6 +119,8 @@ impl Default for Config {
             progress_sink: None,
             nested_progress_bars: false,
             stream_buffer: 0,
+            leaf_size: 0,
+            oversubscription: false,
             env_errors: Vec::new(),
         }
     }
@@ -219,9 +239,20 @@ impl Config {
                 }),
             }
         }
+        if let Some(value) = lookup(ENV_LEAF_SIZE, &mut config.env_errors) {
+            match value.trim().parse::<usize>() {
+                Ok(items) => config.leaf_size = items,
+                Err(_) => config.env_errors.push(ConfigError::InvalidEnv {
+                    variable: ENV_LEAF_SIZE,
+                    value,
+                    reason: "expected a count of items: n > 0 items per leaf, 0 for automatic".into(),
+                }),
+            }
+        }
         for (variable, slot) in [
             (ENV_PARALLEL, &mut config.parallel),
             (ENV_DETERMINISTIC, &mut config.deterministic),
+            (ENV_OVERSUBSCRIBE, &mut config.oversubscription),
         ] {
             if let Some(value) = lookup(variable, &mut config.env_errors) {
                 match parse_bool(&value) {
@@ -399,6 +430,67 @@ impl Config {
         self.stream_buffer
     }
 
+    /// Items per leaf of the reproducible runs (`par_map_reduce_in_order`,
+    /// `par_map_reduce_iter`, `mpi::par_map_reduce`): their answer is a
+    /// function of the items, the job and the leaf size only, never of the
+    /// workers or ranks (see the crate docs, "Reproducible reductions").
+    /// `0` (the default) is automatic: `clamp(len / 1024, 1, 16384)` for an
+    /// input of `len` items. `MAPREDUCE_LEAF_SIZE` sets the default.
+    ///
+    /// ```
+    /// use mapreduce::{jobs, par_map_reduce_in_order, Config};
+    ///
+    /// let sum = |leaf_size| {
+    ///     Config::current()
+    ///         .with_leaf_size(leaf_size)
+    ///         .scope(|| par_map_reduce_in_order(0..10_000usize, &(), jobs::sum(|x: usize, _: &()| 1.0 / (x as f64 + 1.0))))
+    ///         .unwrap()
+    /// };
+    /// // The same bits for any worker count; the leaf size is part of the answer.
+    /// assert_eq!(sum(64).to_bits(), Config::current().with_workers(1).scope(|| sum(64)).to_bits());
+    /// ```
+    pub fn with_leaf_size(mut self, items: usize) -> Config {
+        self.leaf_size = items;
+        self.forget_env_error(ENV_LEAF_SIZE);
+        self
+    }
+
+    /// The leaf size of reproducible runs; `0`: automatic (see
+    /// [`with_leaf_size`](Self::with_leaf_size)).
+    ///
+    /// ```
+    /// assert_eq!(mapreduce::Config::default().leaf_size(), 0);
+    /// ```
+    pub fn leaf_size(&self) -> usize {
+        self.leaf_size
+    }
+
+    /// On: [`with_workers(n)`](Self::with_workers) gets `n` workers even
+    /// beyond the machine's cores, instead of clamping to them: for tests of
+    /// reproducibility across worker counts, and for jobs that wait on I/O.
+    /// `MAPREDUCE_OVERSUBSCRIBE` sets the default.
+    ///
+    /// ```
+    /// use mapreduce::Config;
+    ///
+    /// let config = Config::current().with_workers(64).with_oversubscription(true);
+    /// assert_eq!(config.num_workers(), Ok(64));
+    /// ```
+    pub fn with_oversubscription(mut self, on: bool) -> Config {
+        self.oversubscription = on;
+        self.forget_env_error(ENV_OVERSUBSCRIBE);
+        self
+    }
+
+    /// Whether worker counts may exceed the machine's cores.
+    ///
+    /// ```
+    /// assert!(!mapreduce::Config::default().oversubscription());
+    /// ```
+    pub fn oversubscription(&self) -> bool {
+        self.oversubscription
+    }
+
     /// Tell `sink` how top-level runs progress (start, items done several
     /// times a second, end), whether or not a bar is drawn. See
     /// [`ProgressSink`].
@@ -479,7 +571,16 @@ impl Config {
     pub fn num_workers(&self) -> Result<usize, ConfigError> {
         match self.env_errors.first() {
             Some(err) => Err(err.clone()),
-            None => Config::resolve_workers(self.workers, available_cores()),
+            None => self.resolve(),
+        }
+    }
+
+    /// [`resolve_workers`](Self::resolve_workers) on this machine, unclamped
+    /// under oversubscription.
+    fn resolve(&self) -> Result<usize, ConfigError> {
+        match self.workers {
+            n if n > 0 && self.oversubscription => Ok(n.unsigned_abs()),
+            n => Config::resolve_workers(n, available_cores()),
         }
     }
 
@@ -542,7 +643,7 @@ impl Config {
     pub fn check(&self) -> Result<(), ConfigError> {
         match self.env_errors.first() {
             Some(err) => Err(err.clone()),
-            None => Config::resolve_workers(self.workers, available_cores()).map(drop),
+            None => self.resolve().map(drop),
         }
     }
 

@@ -245,7 +245,10 @@ mod sync;
 pub mod testing;
 
 pub use cancel::{current_task, is_cancelled, Task};
-pub use config::{Config, ENV_DETERMINISTIC, ENV_PARALLEL, ENV_PROGRESS, ENV_STREAM_BUFFER, ENV_WORKERS};
+pub use config::{
+    Config, ENV_DETERMINISTIC, ENV_LEAF_SIZE, ENV_OVERSUBSCRIBE, ENV_PARALLEL, ENV_PROGRESS, ENV_STREAM_BUFFER,
+    ENV_WORKERS,
+};
 pub use error::{ConfigError, Error, PanicPayload};
 pub use job::MapReduce;
 pub use logging::init_logging;

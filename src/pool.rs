@@ -3,6 +3,7 @@
 //! big enough for deep nesting ([`WORKER_STACK_BYTES`]).
 
 use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use parking_lot::Mutex;
@@ -72,20 +73,39 @@ pub(crate) fn prepare(workers: usize, parallel: bool) -> Result<(), Error> {
     pool(if parallel { workers } else { 1 }).map(drop)
 }
 
-/// The pool of `workers` threads (at most the machine's cores).
+/// The pool of `workers` threads: up to the machine's cores, found without
+/// a lock; more (oversubscription) in a map of their own.
 fn pool(workers: usize) -> Result<&'static ThreadPool, Error> {
     static POOLS: OnceLock<Vec<OnceLock<ThreadPool>>> = OnceLock::new();
-    static BUILDING: Mutex<()> = Mutex::new(());
+    static OVERSUBSCRIBED: Mutex<BTreeMap<usize, &'static ThreadPool>> = Mutex::new(BTreeMap::new());
     let slots = POOLS.get_or_init(|| (0..available_cores()).map(|_| OnceLock::new()).collect());
-    let slot = &slots[workers.clamp(1, slots.len()) - 1];
+    let workers = workers.max(1);
+    if workers > slots.len() {
+        let mut pools = OVERSUBSCRIBED.lock();
+        if let Some(pool) = pools.get(&workers) {
+            return Ok(pool);
+        }
+        // Kept for the life of the process, like the others.
+        let pool: &'static ThreadPool = Box::leak(Box::new(build(workers)?));
+        pools.insert(workers, pool);
+        return Ok(pool);
+    }
+    let slot = &slots[workers - 1];
     if let Some(pool) = slot.get() {
         return Ok(pool);
     }
     // Building is rare and may fail, which `OnceLock` cannot express.
+    static BUILDING: Mutex<()> = Mutex::new(());
     let _building = BUILDING.lock();
     if let Some(pool) = slot.get() {
         return Ok(pool);
     }
+    let pool = build(workers)?;
+    Ok(slot.get_or_init(|| pool))
+}
+
+/// A new pool of `workers` named threads with big stacks.
+fn build(workers: usize) -> Result<ThreadPool, Error> {
     let pool = ThreadPoolBuilder::new()
         .num_threads(workers)
         .thread_name(|index| format!("mapreduce-{index}"))
@@ -94,7 +114,7 @@ fn pool(workers: usize) -> Result<&'static ThreadPool, Error> {
         .build()
         .map_err(|err| Error::ThreadPool(err.to_string()))?;
     log::debug!("built a pool of {workers} worker thread(s)");
-    Ok(slot.get_or_init(|| pool))
+    Ok(pool)
 }
 
 #[cfg(test)]

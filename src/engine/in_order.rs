@@ -1,26 +1,87 @@
-//! Indexed inputs scanned in order: growing blocks from the start, each one
-//! split among all workers, so that a search whose answer lies at item `k`
-//! returns after about `k / workers` items' time wherever `k` falls. (A plain
-//! run gives each worker half the input, and the worker on the right half
-//! works past the answer.) All blocks belong to one run, whose positions are
-//! the items' indices, so a `Break` cancels what lies right of it at once.
+//! Indexed inputs scanned in order, reproducibly: the input is cut into
+//! leaves (see [`tree`](super::tree)), and blocks of whole leaves are
+//! evaluated from the start, each one by all workers, so that a search whose
+//! answer lies at item `k` returns after about `k / workers` items' time
+//! wherever `k` falls. Blocks grow as the scan goes; each is a perfect
+//! subtree of the fixed tree (a power-of-two run of leaves starting at a
+//! multiple of its size), so the answer is the same bits whatever the blocks,
+//! and the blocks depend on the worker count only for speed. All blocks
+//! belong to one run, whose positions are the items' indices, so an event
+//! cancels what lies right of it at once.
 
 use std::ops::ControlFlow;
 
-use rayon::iter::plumbing::{bridge_producer_consumer, Producer, ProducerCallback};
+use rayon::iter::plumbing::{Folder, Producer, ProducerCallback};
 use rayon::iter::IndexedParallelIterator;
 
 use super::consumer::MapReduceConsumer;
-use super::run::{Piece, Run};
-use crate::error::Error;
+use super::run::Run;
+use super::tree::{self, Node, Stack};
+use crate::cancel::FIRST_POSITION;
+use crate::error::{catch_panic, Error};
 use crate::job::MapReduce;
+use rayon::iter::plumbing::Consumer;
 
-/// The first block, per worker; each block after it is twice as long, up to
-/// a `1 / BLOCKS_AT_MOST`th of the input: a `Break` early in a block leaves
-/// the rest of it to the other workers, so blocks must stay small next to
-/// the input.
+/// The first block, per worker, in leaves (rounded up to a power of two);
+/// each block after it doubles, up to a `1 / BLOCKS_AT_MOST`th of the
+/// leaves: a `Break` early in a block leaves the rest of it to the other
+/// workers, so blocks must stay small next to the input.
 pub(crate) const FIRST_BLOCK_PER_WORKER: usize = 4;
 pub(crate) const BLOCKS_AT_MOST: usize = 16;
+
+/// The leaves of an input: `count` of them, all of `size` items but the
+/// last, which holds what is left.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Leaves {
+    pub(crate) len: usize,
+    pub(crate) size: usize,
+}
+
+impl Leaves {
+    pub(crate) fn new(len: usize, size: usize) -> Leaves {
+        Leaves { len, size: size.max(1) }
+    }
+
+    /// How many leaves there are.
+    pub(crate) fn count(&self) -> usize {
+        self.len.div_ceil(self.size)
+    }
+
+    /// The index of leaf `leaf`'s first item.
+    pub(crate) fn start(&self, leaf: usize) -> usize {
+        (leaf * self.size).min(self.len)
+    }
+
+    /// How many items the leaves `first .. first + count` hold.
+    pub(crate) fn items(&self, first: usize, count: usize) -> usize {
+        self.start(first + count) - self.start(first)
+    }
+}
+
+/// The blocks of a scan over `leaves` leaves, in order, as `(first leaf,
+/// log2 of the leaf count)`: `first` leaves at once (a power of two), then
+/// blocks that double, up to `largest`, and near the end the largest power
+/// of two that fits. Each block is the largest power of two that divides
+/// its start, within those bounds, so it is a perfect subtree of the tree.
+pub(crate) fn blocks(leaves: usize, first: usize, largest: usize) -> impl Iterator<Item = (usize, u32)> {
+    let largest = largest.max(first);
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        if start >= leaves {
+            return None;
+        }
+        let mut block = match start {
+            0 => first,
+            _ => (1 << start.trailing_zeros()).min(largest),
+        };
+        while block > leaves - start {
+            block /= 2;
+        }
+        let item = (start, block.trailing_zeros());
+        start += block;
+        Some(item)
+    })
+}
 
 /// Drive `items` through `run`, block after block, until the input ends or
 /// an event (a `Break`, a panic, an abort) decides the answer.
@@ -31,15 +92,16 @@ where
     J: MapReduce<P::Item, C>,
 {
     let len = items.len();
-    items.with_producer(Blocks { run, len })
+    let leaves = Leaves::new(len, tree::leaf_size(len, run.config.leaf_size()));
+    items.with_producer(Scan { run, leaves })
 }
 
-struct Blocks<'r, 'a, T, J: MapReduce<T, C>, C: ?Sized> {
+struct Scan<'r, 'a, T, J: MapReduce<T, C>, C: ?Sized> {
     run: &'r Run<'a, T, J, C>,
-    len: usize,
+    leaves: Leaves,
 }
 
-impl<T, J, C> ProducerCallback<T> for Blocks<'_, '_, T, J, C>
+impl<T, J, C> ProducerCallback<T> for Scan<'_, '_, T, J, C>
 where
     J: MapReduce<T, C>,
     C: Sync + ?Sized,
@@ -47,27 +109,119 @@ where
     type Output = Result<ControlFlow<J::Acc, J::Acc>, Error>;
 
     fn callback<P: Producer<Item = T>>(self, producer: P) -> Self::Output {
-        let run = self.run;
-        let mut block = FIRST_BLOCK_PER_WORKER * rayon::current_num_threads();
-        let largest = (self.len / BLOCKS_AT_MOST).max(block);
-        let (mut start, mut rest) = (0, producer);
-        let mut folded: Option<Piece<J::Acc>> = None;
-        loop {
-            let size = block.min(self.len - start);
-            let (head, tail) = rest.split_at(size);
-            let piece = bridge_producer_consumer(size, head, MapReduceConsumer::new(run, Some(start)));
-            let piece = match folded.take() {
-                Some(left) => run.join(left, piece),
-                None => piece,
-            };
-            log::trace!("block {start}..{} joined", start + size);
-            start += size;
-            if start >= self.len || run.state.has_event() {
-                return run.finish(piece);
+        let (run, leaves) = (self.run, self.leaves);
+        let count = leaves.count();
+        let first = (FIRST_BLOCK_PER_WORKER * rayon::current_num_threads()).next_power_of_two();
+        let largest = prev_power_of_two(count / BLOCKS_AT_MOST);
+        let mut stack = Stack::new();
+        let mut rest = Some(producer);
+        for (start, height) in blocks(count, first, largest) {
+            let size = 1 << height;
+            let block_items = leaves.items(start, size);
+            let (block, tail) = rest.take().expect("the input left").split_at(block_items);
+            rest = Some(tail);
+            let node = evaluate(run, leaves, block, start, size);
+            log::trace!("leaves {start}..{} joined", start + size);
+            if !stack.push(run, height, node, FIRST_POSITION + leaves.start(start)) {
+                break;
             }
-            folded = Some(piece);
-            rest = tail;
-            block = (block * 2).min(largest);
         }
+        stack.finish(run, || catch_panic(|| run.job.empty_result(run.ctx)))
+    }
+}
+
+/// The largest power of two at most `n` (1 for 0).
+fn prev_power_of_two(n: usize) -> usize {
+    if n <= 1 {
+        1
+    } else {
+        1 << (usize::BITS - 1 - n.leading_zeros())
+    }
+}
+
+/// The perfect subtree over the `count` (a power of two) leaves from
+/// `first`, whose items `producer` holds: its halves in parallel, joined.
+pub(crate) fn evaluate<P, T, J, C>(
+    run: &Run<'_, T, J, C>,
+    leaves: Leaves,
+    producer: P,
+    first: usize,
+    count: usize,
+) -> Node<J::Acc>
+where
+    P: Producer<Item = T>,
+    J: MapReduce<T, C>,
+    C: Sync + ?Sized,
+{
+    let position = FIRST_POSITION + leaves.start(first);
+    if run.state.is_past(position) || run.state.abort_if_parent_cancelled() {
+        return Node::Skipped;
+    }
+    if count == 1 {
+        let folder = MapReduceConsumer::new(run, Some(leaves.start(first))).into_folder();
+        return Node::of_leaf(folder.consume_iter(producer.into_iter()).complete().part);
+    }
+    let half = count / 2;
+    let (left, right) = producer.split_at(leaves.items(first, half));
+    let (left, right) = rayon::join(
+        || evaluate(run, leaves, left, first, half),
+        || evaluate(run, leaves, right, first + half, half),
+    );
+    run.combine(left, right, FIRST_POSITION + leaves.start(first + half))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(leaves: usize, first: usize, largest: usize) -> Vec<(usize, u32)> {
+        blocks(leaves, first, largest).collect()
+    }
+
+    #[test]
+    fn blocks_cover_the_leaves_aligned_and_growing() {
+        assert_eq!(all(0, 8, 64), []);
+        assert_eq!(all(5, 8, 64), [(0, 2), (4, 0)]);
+        assert_eq!(all(40, 8, 16), [(0, 3), (8, 3), (16, 4), (32, 3)]);
+        assert_eq!(
+            all(100, 4, 16),
+            [
+                (0, 2),
+                (4, 2),
+                (8, 3),
+                (16, 4),
+                (32, 4),
+                (48, 4),
+                (64, 4),
+                (80, 4),
+                (96, 2)
+            ]
+        );
+        for leaves in 0..300 {
+            for (first, largest) in [(1, 1), (2, 8), (8, 4), (16, 64)] {
+                let mut next = 0;
+                for (start, height) in blocks(leaves, first, largest) {
+                    assert_eq!(start, next);
+                    assert_eq!(start % (1 << height), 0, "block {start} of 2^{height} is not aligned");
+                    next = start + (1 << height);
+                }
+                assert_eq!(next, leaves);
+            }
+        }
+    }
+
+    #[test]
+    fn leaves_hold_every_item_once() {
+        let leaves = Leaves::new(10, 4);
+        assert_eq!(leaves.count(), 3);
+        assert_eq!(
+            (leaves.start(0), leaves.start(1), leaves.start(2), leaves.start(3)),
+            (0, 4, 8, 10)
+        );
+        assert_eq!(leaves.items(1, 2), 6);
+        assert_eq!(Leaves::new(0, 4).count(), 0);
+        assert_eq!(prev_power_of_two(0), 1);
+        assert_eq!(prev_power_of_two(17), 16);
+        assert_eq!(prev_power_of_two(16), 16);
     }
 }

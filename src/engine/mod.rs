@@ -4,6 +4,7 @@
 mod consumer;
 mod in_order;
 mod run;
+pub(crate) mod tree;
 
 use std::ops::ControlFlow::{self, Break, Continue};
 use std::time::Instant;

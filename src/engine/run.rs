@@ -200,8 +200,12 @@ impl<'a, T, J: MapReduce<T, C>, C: ?Sized> Run<'a, T, J, C> {
         self.failure.lock().take()
     }
 
-    /// The answer of the run, from the piece that covers all of it.
-    pub(crate) fn finish(&self, piece: Piece<J::Acc>) -> Result<ControlFlow<J::Acc, J::Acc>, Error> {
+    /// The answer of the run, `outcome`, unless the run was aborted: then
+    /// the panic that aborted it, or its cancellation.
+    pub(crate) fn settle(
+        &self,
+        outcome: Result<ControlFlow<J::Acc, J::Acc>, Error>,
+    ) -> Result<ControlFlow<J::Acc, J::Acc>, Error> {
         if let Some(panic) = self.failure.lock().take() {
             return Err(panic.into());
         }
@@ -209,7 +213,12 @@ impl<'a, T, J: MapReduce<T, C>, C: ?Sized> Run<'a, T, J, C> {
             // Only a cancelled parent aborts a run without a failure.
             return Err(Error::Cancelled);
         }
-        match piece.part {
+        outcome
+    }
+
+    /// The answer of the run, from the piece that covers all of it.
+    pub(crate) fn finish(&self, piece: Piece<J::Acc>) -> Result<ControlFlow<J::Acc, J::Acc>, Error> {
+        self.settle(match piece.part {
             Part::Done(acc) => Ok(Continue(acc)),
             Part::Broke(acc) => Ok(Break(acc)),
             Part::Failed { panic, .. } => Err(panic.into()),
@@ -218,6 +227,6 @@ impl<'a, T, J: MapReduce<T, C>, C: ?Sized> Run<'a, T, J, C> {
             // the event lies before its items (a streamed batch after the
             // batch that broke), and then its result cannot matter.
             Part::Skipped => Err(Error::Cancelled),
-        }
+        })
     }
 }

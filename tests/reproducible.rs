@@ -1,0 +1,290 @@
+//! Reproducible reductions: the in-order entry points give the same bits for
+//! any worker count, any run, bars on or off, in parallel or not, equal to
+//! the documented tree evaluated on one worker (written out again here, from
+//! the docs, as the reference).
+
+mod common;
+
+use std::ops::ControlFlow::{self, Break, Continue};
+use std::time::Duration;
+
+use common::{quiet_scripted_panics, SCRIPTED};
+use mapreduce::prelude::*;
+use proptest::prelude::*;
+
+/// The documented tree on one worker: leaves of `leaf` items folded left to
+/// right; the binary-counter stack (equal heights merged as they complete);
+/// at the first `Break` or panic, the event's piece on top and the stack
+/// collapsed left to right, where a `Break` found wins over a panic.
+/// A panic is reported with its item, when an item's (`None`: a merge's).
+fn reference<J: MapReduce<u64>>(
+    job: &J,
+    items: &[u64],
+    leaf: usize,
+) -> Result<ControlFlow<J::Acc, J::Acc>, Option<u64>> {
+    enum Ended {
+        Break,
+        Panic(Option<u64>),
+    }
+    let mut stack: Vec<(u32, J::Acc)> = Vec::new();
+    let mut ended = None;
+    let catch = |f: &mut dyn FnMut() -> ControlFlow<J::Acc, J::Acc>| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(drop)
+    };
+    'leaves: for chunk in items.chunks(leaf.max(1)) {
+        let mut acc = Some(job.empty_result(&()));
+        for &item in chunk {
+            let output = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.compute(item, &()))) {
+                Ok(output) => output,
+                Err(_) => {
+                    // The leaf's items before the panic stay, as the prefix.
+                    stack.push((0, acc.take().unwrap()));
+                    ended = Some(Ended::Panic(Some(item)));
+                    break 'leaves;
+                }
+            };
+            let before = acc.take().unwrap();
+            let mut call = Some((output, before));
+            match catch(&mut || {
+                let (output, before) = call.take().unwrap();
+                job.process_result(output, before)
+            }) {
+                Ok(Continue(next)) => acc = Some(next),
+                Ok(Break(last)) => {
+                    stack.push((0, last));
+                    ended = Some(Ended::Break);
+                    break 'leaves;
+                }
+                Err(()) => {
+                    ended = Some(Ended::Panic(Some(item)));
+                    break 'leaves;
+                }
+            }
+        }
+        stack.push((0, acc.unwrap()));
+        while let [.., (lower, _), (upper, _)] = stack[..] {
+            if lower != upper {
+                break;
+            }
+            let (_, right) = stack.pop().unwrap();
+            let (_, left) = stack.pop().unwrap();
+            let mut call = Some((left, right));
+            match catch(&mut || {
+                let (left, right) = call.take().unwrap();
+                job.merge(left, right)
+            }) {
+                Ok(Continue(merged)) => stack.push((lower + 1, merged)),
+                Ok(Break(merged)) => {
+                    stack.push((lower + 1, merged));
+                    ended = Some(Ended::Break);
+                    break 'leaves;
+                }
+                Err(()) => {
+                    ended = Some(Ended::Panic(None));
+                    break 'leaves;
+                }
+            }
+        }
+    }
+    let mut pieces = stack.into_iter().map(|(_, acc)| acc);
+    let Some(mut acc) = pieces.next() else {
+        return match ended {
+            Some(Ended::Panic(index)) => Err(index),
+            _ => Ok(Continue(job.empty_result(&()))),
+        };
+    };
+    for next in pieces {
+        let mut call = Some((acc, next));
+        match catch(&mut || {
+            let (acc, next) = call.take().unwrap();
+            job.merge(acc, next)
+        }) {
+            Ok(Continue(merged)) => acc = merged,
+            Ok(Break(merged)) => return Ok(Break(merged)),
+            Err(()) => return Err(None),
+        }
+    }
+    match ended {
+        None => Ok(Continue(acc)),
+        Some(Ended::Break) => Ok(Break(acc)),
+        Some(Ended::Panic(index)) => Err(index),
+    }
+}
+
+/// An order-sensitive float sum: values of both signs over 20 orders of
+/// magnitude, so any other grouping changes the last bits. Breaks once the
+/// running sum passes `stop_above` (a lawful job: the merge re-checks).
+struct FloatSum {
+    stop_above: f64,
+    delay_every: Option<u64>,
+}
+
+fn value(item: u64) -> f64 {
+    let mut z = item.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    let mantissa = (z >> 11) as f64 / (1u64 << 53) as f64;
+    let exponent = (z % 21) as i32 - 10;
+    let sign = if z & (1 << 5) == 0 { 1.0 } else { -1.0 };
+    sign * mantissa * 10f64.powi(exponent)
+}
+
+impl MapReduce<u64> for FloatSum {
+    type Output = f64;
+    type Acc = f64;
+
+    fn empty_result(&self, _: &()) -> f64 {
+        0.0
+    }
+    fn compute(&self, item: u64, _: &()) -> f64 {
+        if self.delay_every.is_some_and(|every| item % every == 0) {
+            std::thread::sleep(Duration::from_micros(50 + item % 200));
+        }
+        value(item)
+    }
+    fn process_result(&self, new: f64, acc: f64) -> ControlFlow<f64, f64> {
+        self.merge(acc, new)
+    }
+    fn merge(&self, left: f64, right: f64) -> ControlFlow<f64, f64> {
+        let sum = left + right;
+        if sum > self.stop_above {
+            Break(sum)
+        } else {
+            Continue(sum)
+        }
+    }
+}
+
+fn bits(result: Result<f64, Error>) -> u64 {
+    result.unwrap().to_bits()
+}
+
+fn in_order_with(workers: isize, leaf: usize, items: &[u64], job: &FloatSum) -> Result<f64, Error> {
+    Config::current()
+        .with_workers(workers)
+        .with_oversubscription(true)
+        .with_leaf_size(leaf)
+        .with_progress_bars(false)
+        .scope(|| par_map_reduce_in_order(items.to_vec(), &(), job))
+}
+
+#[test]
+fn one_bit_pattern_for_any_worker_count() {
+    let items: Vec<u64> = (0..100_000).collect();
+    for leaf in [0, 1, 7, 64, 1000] {
+        let job = FloatSum {
+            stop_above: f64::INFINITY,
+            delay_every: None,
+        };
+        let leaf_size = if leaf == 0 {
+            (items.len() / 1024).clamp(1, 16_384)
+        } else {
+            leaf
+        };
+        let expected = match reference(&job, &items, leaf_size).unwrap() {
+            Continue(acc) | Break(acc) => acc.to_bits(),
+        };
+        for workers in [1, 2, 3, 4, 8, 16] {
+            assert_eq!(
+                bits(in_order_with(workers, leaf, &items, &job)),
+                expected,
+                "{workers} workers, leaf {leaf}"
+            );
+        }
+        let sequential = Config::current()
+            .with_parallel(false)
+            .with_leaf_size(leaf)
+            .with_progress_bars(false)
+            .scope(|| par_map_reduce_in_order(items.clone(), &(), &job));
+        assert_eq!(bits(sequential), expected, "parallel off, leaf {leaf}");
+    }
+}
+
+#[test]
+fn one_bit_pattern_when_scheduling_is_perturbed() {
+    let items: Vec<u64> = (0..20_000).collect();
+    let job = FloatSum {
+        stop_above: f64::INFINITY,
+        delay_every: Some(97),
+    };
+    let expected = match reference(&job, &items, 50).unwrap() {
+        Continue(acc) | Break(acc) => acc.to_bits(),
+    };
+    for round in 0..3 {
+        for workers in [1, 2, 3, 8] {
+            assert_eq!(
+                bits(in_order_with(workers, 50, &items, &job)),
+                expected,
+                "{workers} workers, round {round}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_break_gives_the_one_worker_trees_answer() {
+    let items: Vec<u64> = (0..30_000).collect();
+    for stop_above in [3.0, 40.0, 400.0, 4e3] {
+        let job = FloatSum {
+            stop_above,
+            delay_every: None,
+        };
+        for leaf in [1, 16, 333] {
+            let expected = reference(&job, &items, leaf).unwrap();
+            for workers in [1, 2, 4, 8] {
+                let found = in_order_with(workers, leaf, &items, &job).unwrap();
+                let (Continue(acc) | Break(acc)) = expected;
+                assert_eq!(
+                    found.to_bits(),
+                    acc.to_bits(),
+                    "stop above {stop_above}, leaf {leaf}, {workers} workers"
+                );
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Random lengths (0, 1, leaf boundaries ±1, up to 10^4), leaf sizes,
+    /// breaks and panics: every worker count gives the one-worker tree.
+    #[test]
+    fn parallel_equals_the_one_worker_tree(
+        len in prop_oneof![Just(0usize), Just(1), 0usize..200, 0usize..10_000],
+        leaf in prop_oneof![Just(1usize), 1usize..40, 40usize..2000],
+        boundary in prop_oneof![Just(None), (0usize..4, 0usize..3).prop_map(Some)],
+        breaks in proptest::collection::btree_set(0u64..10_000, 0..3),
+        panics in proptest::collection::btree_set(0u64..10_000, 0..2),
+        workers in 1isize..6,
+        deterministic in Just(true),
+    ) {
+        quiet_scripted_panics();
+        // Lengths right at leaf boundaries, ±1.
+        let len = match boundary {
+            Some((leaves, offset)) => (leaves * leaf + offset).saturating_sub(1),
+            None => len,
+        };
+        let items: Vec<u64> = (0..len as u64).collect();
+        let job = common::Scripted {
+            breaks: breaks.clone(),
+            compute_panics: panics.clone(),
+            ..Default::default()
+        };
+        let expected = reference(&job, &items, leaf);
+        let found = Config::current()
+            .with_workers(workers)
+            .with_oversubscription(true)
+            .with_leaf_size(leaf)
+            .with_deterministic(deterministic)
+            .with_progress_bars(false)
+            .scope(|| par_map_reduce_in_order(items.clone(), &(), &job));
+        match (found, expected) {
+            (Ok(found), Ok(Continue(acc) | Break(acc))) => prop_assert_eq!(found, acc),
+            (Err(err @ Error::Panicked { .. }), Err(index)) => {
+                prop_assert_eq!(err.index().map(|i| i as u64), index);
+                prop_assert!(err.to_string().contains(SCRIPTED));
+            }
+            (found, expected) => prop_assert!(false, "found {:?}, reference {:?}", found, expected.map(|_| ())),
+        }
+    }
+}

@@ -180,7 +180,7 @@ pub fn is_cancelled() -> bool {
 ///
 /// ```
 /// use mapreduce::{current_task, jobs, par_map_reduce};
-/// use rayon::prelude::*;
+/// use mapreduce::rayon::prelude::*;
 ///
 /// let job = jobs::sum(|x: u64, _: &()| {
 ///     let task = current_task();
@@ -246,7 +246,7 @@ impl Task {
     ///
     /// ```
     /// use mapreduce::{current_task, is_cancelled, jobs, par_map_reduce, Config};
-    /// use rayon::prelude::*;
+    /// use mapreduce::rayon::prelude::*;
     ///
     /// let job = jobs::collect(|x: u32, _: &()| {
     ///     let task = current_task();

@@ -57,7 +57,9 @@ pub trait MapReduce<T, C: ?Sized = ()>: Sync {
     /// The accumulated result.
     type Acc: Send;
 
-    /// Text for the progress bar ("Evaluating cuts").
+    /// Text for the progress bar ("Evaluating cuts"); an empty one is drawn
+    /// as "Processing". Give a built-in job one with
+    /// [`jobs::described`](crate::jobs::described).
     fn description(&self) -> &str {
         ""
     }

@@ -127,7 +127,7 @@
 //!
 //! ```
 //! use mapreduce::{current_task, jobs, par_map_reduce_in_order};
-//! use rayon::prelude::*;
+//! use mapreduce::rayon::prelude::*; // no rayon dependency of your own
 //!
 //! // The first item whose 1,000 sub-evaluations all pass, each polling its
 //! // own item's cancellation, whichever worker runs it.
@@ -263,6 +263,11 @@ pub use rayon;
 /// The `env_logger` that [`init_logging`] installs, for
 /// [`logging::init_logging_with`]'s builder without a dependency of your own.
 pub use env_logger;
+
+/// The `log` crate whose records [`init_logging`] prints above the bars:
+/// `mapreduce::log::info!(..)` inside `compute` needs no dependency of your
+/// own (any `log` 0.4 of yours reaches the same logger).
+pub use log;
 pub use sequential::seq_map_reduce;
 pub use stream::par_map_reduce_iter;
 
@@ -289,16 +294,24 @@ where
     items.into_par_iter().map_reduce(ctx, job)
 }
 
-/// Run `job` over an indexed input scanned in order: growing blocks from the
-/// start, each split among all workers. A search whose first `Break` lies
-/// at item `k` returns after about `k / workers` items' time, wherever `k`
-/// falls; [`par_map_reduce`] gives each worker a half of the input, so when
-/// the answer lies in the left half, the worker on the right half works past
-/// it. The answer is the same as `par_map_reduce`'s (deterministic: exactly
-/// `seq_map_reduce`'s); runs without a `Break` pay one join per block
-/// (about log2 of the item count). This is the entry point for searches
-/// where time to the answer is the product, such as PyPhi's search for a
-/// cut that loses nothing.
+/// Run `job` over an indexed input scanned in order, reproducibly: growing
+/// blocks of whole leaves from the start, each split among all workers. A
+/// search whose first `Break` lies at item `k` returns after about
+/// `k / workers` items' time, wherever `k` falls; [`par_map_reduce`] gives
+/// each worker a half of the input, so when the answer lies in the left
+/// half, the worker on the right half works past it. This is the entry point
+/// for searches where time to the answer is the product, such as PyPhi's
+/// search for a cut that loses nothing.
+///
+/// **The same bits everywhere.** The answer is a function of the items, the
+/// job and the leaf size only ([`Config::with_leaf_size`]), never of the
+/// worker count, scheduling or bars: leaves are joined in the fixed tree the
+/// crate docs draw ("Reproducible reductions"). For jobs whose merge law
+/// holds exactly it is `seq_map_reduce`'s answer; for float sums it is the
+/// same bits on a laptop and a 64-core node.
+///
+/// Ranges of `u64` or `i64` go through [`indexed_range`] (rayon indexes
+/// neither; the compiler then speaks of `IndexedRangeInteger`).
 ///
 /// ```
 /// use mapreduce::{jobs, par_map_reduce_in_order};
@@ -323,7 +336,7 @@ pub trait ParallelMapReduce: ParallelIterator {
     ///
     /// ```
     /// use mapreduce::{jobs, prelude::*};
-    /// use rayon::prelude::*;
+    /// use mapreduce::rayon::prelude::*;
     ///
     /// let odd_sum = (0..100u64)
     ///     .into_par_iter()
@@ -356,7 +369,7 @@ pub trait IndexedParallelMapReduce: IndexedParallelIterator {
     ///
     /// ```
     /// use mapreduce::{jobs, prelude::*};
-    /// use rayon::prelude::*;
+    /// use mapreduce::rayon::prelude::*;
     ///
     /// let cuts: Vec<u32> = (0..100_000).map(|i| (i * 7919) % 100_003).collect();
     /// let free = cuts.par_iter().map_reduce_in_order(&(), jobs::find_first(|c: &&u32, _: &()| **c == 0));

@@ -5,8 +5,6 @@ use std::io::Write;
 
 use log::{Log, Metadata, Record};
 
-use crate::progress::above_bars;
-
 /// Install `env_logger` (filter from `RUST_LOG`, default `warn`) as the
 /// process logger, wrapped in [`AboveBars`] so that lines from any thread
 /// print above live progress bars. Each line names its thread, so records
@@ -28,6 +26,8 @@ pub fn init_logging() {
 /// when a logger was already installed).
 ///
 /// ```
+/// use mapreduce::{env_logger, log};
+///
 /// let mut builder = env_logger::Builder::new();
 /// builder.filter_level(log::LevelFilter::Info).format_timestamp(None);
 /// let installed = mapreduce::logging::init_logging_with(builder);
@@ -43,12 +43,24 @@ pub fn init_logging_with(mut builder: env_logger::Builder) -> bool {
     installed
 }
 
+/// Run `print` (which writes to stdout or stderr) with the live progress
+/// bars cleared, then redraw them: `println!` straight through a live bar
+/// tears it and leaves stale bar lines behind. Log records need no such
+/// care once [`init_logging`] (or [`AboveBars`]) is in place.
+///
+/// ```
+/// mapreduce::logging::above_bars(|| println!("thread 3 found cut 0b1011"));
+/// ```
+pub fn above_bars<R>(print: impl FnOnce() -> R) -> R {
+    crate::progress::above_bars(print)
+}
+
 /// The builder [`init_logging`] uses: `RUST_LOG` (default `warn`), lines as
 /// `[time LEVEL target thread] message`.
 ///
 /// ```
 /// let mut builder = mapreduce::logging::default_builder();
-/// builder.filter_module("my_app", log::LevelFilter::Debug);
+/// builder.filter_module("my_app", mapreduce::log::LevelFilter::Debug);
 /// mapreduce::logging::init_logging_with(builder);
 /// ```
 pub fn default_builder() -> env_logger::Builder {
@@ -87,7 +99,7 @@ pub fn default_builder() -> env_logger::Builder {
 /// with or without this crate.
 ///
 /// ```
-/// let inner = env_logger::Builder::new().build();
+/// let inner = mapreduce::env_logger::Builder::new().build();
 /// let logger = mapreduce::logging::AboveBars::new(inner);
 /// // log::set_boxed_logger(Box::new(logger)) installs it.
 /// # drop(logger);
@@ -100,7 +112,7 @@ impl<L: Log> AboveBars<L> {
     /// Wrap `inner`.
     ///
     /// ```
-    /// let logger = mapreduce::logging::AboveBars::new(env_logger::Logger::from_default_env());
+    /// let logger = mapreduce::logging::AboveBars::new(mapreduce::env_logger::Logger::from_default_env());
     /// # drop(logger);
     /// ```
     pub fn new(inner: L) -> AboveBars<L> {

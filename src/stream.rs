@@ -492,8 +492,9 @@ mod tests {
         let mut reader = Reader::new(slow(1000, Duration::from_millis(1)));
         let mut batch = Vec::new();
         assert!(!reader.fill(&mut batch, 1000, 2, None).unwrap());
-        // Each item takes at least 1 ms: 4 ms are up after 4 items at the soonest.
-        assert!((4..100).contains(&batch.len()), "{} items", batch.len());
+        // At least `min_len` (2) items; far fewer than asked, however loaded
+        // the machine (a 1 ms sleep may take longer, never shorter).
+        assert!((2..100).contains(&batch.len()), "{} items", batch.len());
         assert_eq!(reader.read, batch.len());
         // The chunk shrank to fit the clock: one item at a time.
         assert_eq!(reader.chunk, 1);

@@ -49,7 +49,8 @@ impl std::error::Error for LawViolation {}
 /// to 32 parts joined in random trees. The fixed splits find the answers
 /// that depend on which item opens a stretch, such as a minimum that a NaN
 /// key swallows, wherever that item lies; the same `seed` gives the same
-/// random splits.
+/// random splits. It finds only what `items` expose: include ties (equal
+/// keys), items where the job `Break`s, and extremes (NaN for float keys).
 ///
 /// Answers are compared with `==`; an answer that is not equal to itself
 /// (it holds a NaN) matches one with the same `Debug` text.

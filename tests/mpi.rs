@@ -24,7 +24,7 @@ use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use common::tmux::{tmux_available, Tmux};
-use common::{pair_then_panic, BadMerge, PairSumsToFive, Scripted};
+use common::{pair_then_panic, BadMerge, FloatSum, PairSumsToFive, Scripted};
 
 /// The longest any case may take before the watchdog calls it a hang.
 const WATCHDOG: Duration = Duration::from_secs(120);
@@ -117,6 +117,30 @@ fn results_equal_sequential_on_2_and_3_ranks() {
     for ranks in [2, 3] {
         let output = mpirun(ranks, "equal", &[]);
         assert_checked(&output, ranks, "equal");
+    }
+}
+
+/// The same bits on 1 to 4 ranks with 1 and 2 workers each, equal to a
+/// single-process in-order run: order-sensitive float sums, with and
+/// without a `Break`, over several leaf sizes.
+#[test]
+fn the_same_bits_for_any_rank_and_worker_count() {
+    let mut seen: Option<Vec<String>> = None;
+    for ranks in 1..=4 {
+        for workers in ["1", "2"] {
+            let env = [("MAPREDUCE_WORKERS", workers), ("MAPREDUCE_OVERSUBSCRIBE", "1")];
+            let output = mpirun(ranks, "reproducible", &env);
+            assert_checked(&output, ranks, "reproducible");
+            let bits: Vec<String> = lines_of(&output, 0)
+                .iter()
+                .filter_map(|line| line.split_once("bits ").map(|(_, bits)| bits.to_owned()))
+                .collect();
+            assert_eq!(bits.len(), 8, "{output}");
+            match &seen {
+                None => seen = Some(bits),
+                Some(first) => assert_eq!(&bits, first, "{ranks} ranks, {workers} workers"),
+            }
+        }
     }
 }
 
@@ -287,6 +311,7 @@ fn rank_program() {
         "progress" => progress(&world),
         "many" => many(&world),
         "idle" => idle(&world),
+        "reproducible" => reproducible(&world),
         other => panic!("unknown case {other}"),
     }
     println!("rank {rank}: checked {case}");
@@ -347,6 +372,36 @@ fn equal(world: &impl Communicator) {
         .expect("some match");
         assert_eq!(found % 97, 96);
     });
+}
+
+/// Float sums whose bits depend on the grouping: the distributed answer is
+/// a single-process in-order run's, and rank 0 prints the bits.
+fn reproducible(world: &impl Communicator) {
+    for leaf in [0, 1, 37, 1000] {
+        for stop_above in [f64::INFINITY, 60.0] {
+            let job = FloatSum {
+                stop_above,
+                delay_every: Some(1009),
+            };
+            let config = Config::current().with_leaf_size(leaf);
+            let distributed = config
+                .clone()
+                .scope(|| mapreduce::mpi::par_map_reduce(world, indexed(0..50_000), &(), &job))
+                .unwrap();
+            let single = config
+                .with_workers(1)
+                .scope(|| par_map_reduce_in_order(indexed(0..50_000), &(), &job))
+                .unwrap();
+            assert_eq!(
+                distributed.to_bits(),
+                single.to_bits(),
+                "leaf {leaf}, stop above {stop_above}"
+            );
+            if world.rank() == 0 {
+                println!("bits {leaf} {stop_above} {:016x}", distributed.to_bits());
+            }
+        }
+    }
 }
 
 /// The property "distributed equals sequential", checked by proptest in

@@ -6,9 +6,8 @@
 mod common;
 
 use std::ops::ControlFlow::{self, Break, Continue};
-use std::time::Duration;
 
-use common::{quiet_scripted_panics, SCRIPTED};
+use common::{quiet_scripted_panics, FloatSum, SCRIPTED};
 use mapreduce::prelude::*;
 use proptest::prelude::*;
 
@@ -108,49 +107,6 @@ fn reference<J: MapReduce<u64>>(
         None => Ok(Continue(acc)),
         Some(Ended::Break) => Ok(Break(acc)),
         Some(Ended::Panic(index)) => Err(index),
-    }
-}
-
-/// An order-sensitive float sum: values of both signs over 20 orders of
-/// magnitude, so any other grouping changes the last bits. Breaks once the
-/// running sum passes `stop_above` (a lawful job: the merge re-checks).
-struct FloatSum {
-    stop_above: f64,
-    delay_every: Option<u64>,
-}
-
-fn value(item: u64) -> f64 {
-    let mut z = item.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    let mantissa = (z >> 11) as f64 / (1u64 << 53) as f64;
-    let exponent = (z % 21) as i32 - 10;
-    let sign = if z & (1 << 5) == 0 { 1.0 } else { -1.0 };
-    sign * mantissa * 10f64.powi(exponent)
-}
-
-impl MapReduce<u64> for FloatSum {
-    type Output = f64;
-    type Acc = f64;
-
-    fn empty_result(&self, _: &()) -> f64 {
-        0.0
-    }
-    fn compute(&self, item: u64, _: &()) -> f64 {
-        if self.delay_every.is_some_and(|every| item % every == 0) {
-            std::thread::sleep(Duration::from_micros(50 + item % 200));
-        }
-        value(item)
-    }
-    fn process_result(&self, new: f64, acc: f64) -> ControlFlow<f64, f64> {
-        self.merge(acc, new)
-    }
-    fn merge(&self, left: f64, right: f64) -> ControlFlow<f64, f64> {
-        let sum = left + right;
-        if sum > self.stop_above {
-            Break(sum)
-        } else {
-            Continue(sum)
-        }
     }
 }
 

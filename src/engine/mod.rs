@@ -12,7 +12,7 @@ use std::time::Instant;
 use rayon::iter::{IndexedParallelIterator, ParallelIterator};
 
 #[cfg(feature = "mpi")]
-pub(crate) use in_order::{BLOCKS_AT_MOST, FIRST_BLOCK_PER_WORKER};
+pub(crate) use in_order::{evaluate, Leaves, BLOCKS_AT_MOST, FIRST_BLOCK_PER_WORKER};
 pub(crate) use run::{Part, Piece, Run};
 
 use crate::cancel::{self, Shortcircuit, TaskFrame};

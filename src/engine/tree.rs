@@ -101,6 +101,7 @@ impl<A> Node<A> {
     }
 
     /// Whether an event ended this node.
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
     pub(crate) fn has_ended(&self) -> bool {
         matches!(self, Node::Ended { .. })
     }
@@ -177,6 +178,7 @@ impl<A> Stack<A> {
     }
 
     /// Whether an event ended the evaluation: nothing more is pushed.
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
     pub(crate) fn has_ended(&self) -> bool {
         self.ended.is_some()
     }

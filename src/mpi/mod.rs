@@ -85,6 +85,7 @@ use serde::Serialize;
 
 use crate::cancel::Shortcircuit;
 use crate::config::Config;
+use crate::engine::Leaves;
 use crate::engine::{self, Run};
 use crate::error::{ConfigError, Error, Panic};
 use crate::job::MapReduce;
@@ -156,10 +157,16 @@ where
         },
         _ => (None, None),
     };
-    let settings = [u8::from(monitor.is_some()), u8::from(config.deterministic())];
-    let settings = link.broadcast(0, settings.to_vec());
+    // Rank 0's leaf size (automatic: from the length, the same everywhere)
+    // goes to every rank with the other settings: the tree must agree.
+    let leaf_size = crate::engine::tree::leaf_size(len, config.leaf_size()) as u64;
+    let mut settings = vec![u8::from(monitor.is_some()), u8::from(config.deterministic())];
+    settings.extend(leaf_size.to_le_bytes());
+    let settings = link.broadcast(0, settings);
     let (watched, deterministic) = (settings[0] == 1, settings[1] == 1);
-    let config = config.with_deterministic(deterministic);
+    let leaf_size = u64::from_le_bytes(settings[2..10].try_into().expect("8 bytes of leaf size"));
+    let leaves = Leaves::new(len, leaf_size as usize);
+    let config = config.with_deterministic(deterministic).with_leaf_size(leaves.size);
     log::debug!(
         "mpi run {:?}: rank {} of {}, {workers} worker(s), {len} items",
         crate::engine::description_of(&job).unwrap_or_default(),
@@ -176,7 +183,7 @@ where
     let node = Node {
         run: &run,
         link: &link,
-        len,
+        leaves,
         workers,
         tally,
         monitor: &mut monitor,

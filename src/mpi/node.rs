@@ -15,7 +15,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
-use rayon::iter::plumbing::{bridge_producer_consumer, Producer, ProducerCallback};
+use rayon::iter::plumbing::{Producer, ProducerCallback};
 use rayon::Scope;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -23,9 +23,10 @@ use serde::Serialize;
 use super::coordinator::Coordinator;
 use super::link::{Backoff, Link};
 use super::logs;
-use super::wire::{self, Down, Up, WirePanic, WirePart};
+use super::wire::{self, Down, Up, WireEvent, WireNode, WirePanic};
 use crate::cancel::FIRST_POSITION;
-use crate::engine::{MapReduceConsumer, Part, Piece, Run};
+use crate::engine::tree::{Event, Node as TreeNode};
+use crate::engine::{evaluate, Leaves, Run};
 use crate::error::{Error, Panic};
 use crate::job::MapReduce;
 use crate::pool;
@@ -38,7 +39,8 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 pub(crate) struct Node<'r, 'a, T, J: MapReduce<T, C>, C: ?Sized> {
     pub(crate) run: &'r Run<'a, T, J, C>,
     pub(crate) link: &'r Link,
-    pub(crate) len: usize,
+    /// The input's leaves, with the leaf size every rank agreed on.
+    pub(crate) leaves: Leaves,
     pub(crate) workers: usize,
     /// Where this rank's items are counted when rank 0 draws progress.
     pub(crate) tally: Option<&'r Tally>,
@@ -62,6 +64,7 @@ where
             let mut blocks = Blocks {
                 rest: Some(producer),
                 offset: 0,
+                leaves: self.leaves,
                 queue: VecDeque::new(),
                 running: false,
                 ready: None,
@@ -98,7 +101,7 @@ where
         'r: 's,
     {
         let (run, link) = (self.run, self.link);
-        let mut coordinator = Coordinator::new(self.len, link.size as usize);
+        let mut coordinator = Coordinator::new(self.leaves, link.size as usize);
         let mut stopped_ranks = vec![false; link.size as usize];
         stopped_ranks[0] = true;
         // The horizon the other ranks were last told.
@@ -128,13 +131,8 @@ where
                         };
                         link.send(from, &reply);
                     }
-                    Up::Result { start, len, part } if !decided => {
-                        let (start, len) = (start as usize, len as usize);
-                        let piece = Piece {
-                            position: FIRST_POSITION + start,
-                            part: from_wire(part),
-                        };
-                        coordinator.report(run, start, len, piece);
+                    Up::Result { start, len, node } if !decided => {
+                        coordinator.report(run, start as usize, len as usize, from_wire(node));
                     }
                     Up::Event { horizon } => run.state.lower_horizon(horizon as usize),
                     Up::Progress { items } => {
@@ -157,7 +155,7 @@ where
             }
             if let Some(finished) = blocks.take_finished() {
                 if !decided {
-                    coordinator.report(run, finished.start, finished.len, finished.piece);
+                    coordinator.report(run, finished.start, finished.len, finished.node);
                 }
                 busy = true;
             }
@@ -249,11 +247,14 @@ where
             }
             if let Some(finished) = blocks.take_finished() {
                 if !stopped {
-                    // A failed `merge` aborted this rank's run: it is the
-                    // outcome of the block it happened in.
-                    let part = match run.take_failure() {
-                        Some(panic) => Part::Failed { panic, prefix: None },
-                        None => finished.piece.part,
+                    // A panic that aborted this rank's run is the outcome of
+                    // the block it happened in.
+                    let node = match run.take_failure() {
+                        Some(panic) => TreeNode::Ended {
+                            pieces: Vec::new(),
+                            event: Event::Panic(panic),
+                        },
+                        None => finished.node,
                     };
                     // The pool goes on with the next block while the result
                     // travels.
@@ -261,7 +262,7 @@ where
                     let message = Up::Result {
                         start: finished.start as u64,
                         len: finished.len as u64,
-                        part: to_wire(part),
+                        node: to_wire(node),
                     };
                     link.send(0, &message);
                 }
@@ -310,6 +311,8 @@ struct Blocks<P, A> {
     /// The input from `offset` on (blocks come in increasing order).
     rest: Option<P>,
     offset: usize,
+    /// The input's leaves: blocks are whole ones.
+    leaves: Leaves,
     /// Blocks handed to this rank, not started yet.
     queue: VecDeque<(usize, usize)>,
     running: bool,
@@ -323,7 +326,7 @@ struct Blocks<P, A> {
 struct Finished<A> {
     start: usize,
     len: usize,
-    piece: Piece<A>,
+    node: TreeNode<A>,
 }
 
 impl<P: Producer, A: Send> Blocks<P, A> {
@@ -352,19 +355,16 @@ impl<P: Producer, A: Send> Blocks<P, A> {
         self.offset = start + len;
         self.running = true;
         let sender = self.sender.clone();
+        let leaves = self.leaves;
         scope.spawn(move |_| {
             let position = FIRST_POSITION + start;
+            let (first, count) = (start / leaves.size, len.div_ceil(leaves.size));
             // Item panics are caught per item; this catches the input's own
             // (a producer that panics while splitting).
-            let piece = catch_unwind(AssertUnwindSafe(|| {
-                bridge_producer_consumer(len, block, MapReduceConsumer::new(run, Some(start)))
-            }))
-            .unwrap_or_else(|payload| Piece {
-                position,
-                part: run.settle_panic(position, None, payload, None),
-            });
+            let node = catch_unwind(AssertUnwindSafe(|| evaluate(run, leaves, block, first, count)))
+                .unwrap_or_else(|payload| TreeNode::of_leaf(run.settle_panic(position, None, payload, None)));
             // The receiver lives until the scope ends, which waits for us.
-            let _ = sender.send(Finished { start, len, piece });
+            let _ = sender.send(Finished { start, len, node });
         });
     }
 
@@ -393,43 +393,55 @@ impl<P: Producer, A: Send> Blocks<P, A> {
     }
 }
 
-/// A block's outcome, ready to travel.
-fn to_wire<A: Serialize>(part: Part<A>) -> WirePart {
+/// A block's node, ready to travel.
+fn to_wire<A: Serialize>(node: TreeNode<A>) -> WireNode {
     let encoded = |acc: &A| wire::encode_acc(acc).map_err(WirePanic::without_item);
-    match part {
-        Part::Done(acc) => encoded(&acc).map_or_else(WirePart::Failed, WirePart::Done),
-        Part::Broke(acc) => encoded(&acc).map_or_else(WirePart::Failed, WirePart::Broke),
-        Part::Failed { panic, prefix } => {
-            let panic = WirePanic::of_panic(&panic);
-            // A prefix that does not encode is one rank 0 cannot merge: the
-            // panic stands alone, as after a panic in `process_result`.
-            match prefix.map(|acc| encoded(&acc)) {
-                Some(Ok(bytes)) => WirePart::FailedAfter(panic, bytes),
-                _ => WirePart::Failed(panic),
+    match node {
+        TreeNode::Done(acc) => encoded(&acc).map_or_else(WireNode::failed, WireNode::Done),
+        TreeNode::Ended { pieces, event } => {
+            let pieces: Result<Vec<_>, _> = pieces.iter().map(encoded).collect();
+            match (pieces, event) {
+                (Ok(pieces), Event::Break) => WireNode::Ended {
+                    pieces,
+                    event: WireEvent::Break,
+                },
+                (Ok(pieces), Event::Panic(panic)) => WireNode::Ended {
+                    pieces,
+                    event: WireEvent::Panic(WirePanic::of_panic(&panic)),
+                },
+                // A piece that does not encode is one rank 0 cannot merge:
+                // the block fails with that.
+                (Err(failure), _) => WireNode::failed(failure),
             }
         }
-        Part::Skipped => WirePart::Skipped,
+        TreeNode::Skipped => WireNode::Skipped,
     }
 }
 
-/// A block's outcome, arrived.
-fn from_wire<A: DeserializeOwned>(part: WirePart) -> Part<A> {
-    let failed = |panic: WirePanic| Part::Failed {
-        panic: panic.into_panic(),
-        prefix: None,
+/// A block's node, arrived.
+fn from_wire<A: DeserializeOwned>(node: WireNode) -> TreeNode<A> {
+    let failed = |panic: WirePanic| TreeNode::Ended {
+        pieces: Vec::new(),
+        event: Event::Panic(panic.into_panic()),
     };
-    let undecodable = |message| failed(WirePanic::without_item(message));
-    match part {
-        WirePart::Done(bytes) => wire::decode_acc(&bytes).map_or_else(undecodable, Part::Done),
-        WirePart::Broke(bytes) => wire::decode_acc(&bytes).map_or_else(undecodable, Part::Broke),
-        WirePart::Failed(panic) => failed(panic),
-        WirePart::FailedAfter(panic, bytes) => match wire::decode_acc(&bytes) {
-            Ok(prefix) => Part::Failed {
-                panic: panic.into_panic(),
-                prefix: Some(prefix),
-            },
-            Err(message) => undecodable(message),
-        },
-        WirePart::Skipped => Part::Skipped,
+    match node {
+        WireNode::Done(bytes) => {
+            wire::decode_acc(&bytes).map_or_else(|m| failed(WirePanic::without_item(m)), TreeNode::Done)
+        }
+        WireNode::Ended { pieces, event } => {
+            let pieces: Result<Vec<A>, String> = pieces.iter().map(|bytes| wire::decode_acc(bytes)).collect();
+            match (pieces, event) {
+                (Ok(pieces), WireEvent::Break) => TreeNode::Ended {
+                    pieces,
+                    event: Event::Break,
+                },
+                (Ok(pieces), WireEvent::Panic(panic)) => TreeNode::Ended {
+                    pieces,
+                    event: Event::Panic(panic.into_panic()),
+                },
+                (Err(message), _) => failed(WirePanic::without_item(message)),
+            }
+        }
+        WireNode::Skipped => TreeNode::Skipped,
     }
 }

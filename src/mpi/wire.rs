@@ -18,7 +18,7 @@ pub(crate) enum Up {
     /// Hand me a block; I run `workers` workers.
     Request { workers: u32 },
     /// The outcome of the block `start .. start + len`.
-    Result { start: u64, len: u64, part: WirePart },
+    Result { start: u64, len: u64, node: WireNode },
     /// My run's horizon fell to `horizon` (a `Break` or a panic here).
     Event { horizon: u64 },
     /// I have done `items` more items.
@@ -42,16 +42,34 @@ pub(crate) enum Down {
     Stop,
 }
 
-/// How a block ended, its accumulator encoded.
+/// What a block of leaves came to (a node of the fixed tree), its
+/// accumulators encoded.
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
-pub(crate) enum WirePart {
+pub(crate) enum WireNode {
     Done(Vec<u8>),
-    Broke(Vec<u8>),
-    Failed(WirePanic),
-    /// A panic after items whose accumulator survived it (encoded): rank 0
-    /// merges it with what lies left, where a `Break` may still win.
-    FailedAfter(WirePanic, Vec<u8>),
+    /// An event ended it: the accumulators left of it, in order.
+    Ended {
+        pieces: Vec<Vec<u8>>,
+        event: WireEvent,
+    },
     Skipped,
+}
+
+impl WireNode {
+    /// A block that failed with `panic` and left nothing to merge.
+    pub(crate) fn failed(panic: WirePanic) -> WireNode {
+        WireNode::Ended {
+            pieces: Vec::new(),
+            event: WireEvent::Panic(panic),
+        }
+    }
+}
+
+/// What ended a block.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) enum WireEvent {
+    Break,
+    Panic(WirePanic),
 }
 
 /// A panic, as far as it can travel: where and what, not its payload.
@@ -173,7 +191,10 @@ mod tests {
         let up = Up::Result {
             start: 600,
             len: 16,
-            part: WirePart::Broke(encode_acc(&Some((3u64, 7u64))).unwrap()),
+            node: WireNode::Ended {
+                pieces: vec![encode_acc(&Some((3u64, 7u64))).unwrap()],
+                event: WireEvent::Break,
+            },
         };
         let bytes = encode(&up);
         assert!(bytes.len() < 16, "{} bytes", bytes.len());

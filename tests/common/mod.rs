@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::ops::ControlFlow::{self, Break, Continue};
 use std::sync::Once;
+use std::time::Duration;
 
 use mapreduce::MapReduce;
 
@@ -207,4 +208,47 @@ pub fn pair_then_panic(at: usize, len: usize) -> Vec<u64> {
     let mut items = vec![10; len];
     items[at..at + 3].copy_from_slice(&[2, 3, 100]);
     items
+}
+
+/// An order-sensitive float sum: values of both signs over 20 orders of
+/// magnitude, so any other grouping changes the last bits. Breaks once the
+/// running sum passes `stop_above` (a lawful job: the merge re-checks).
+pub struct FloatSum {
+    pub stop_above: f64,
+    pub delay_every: Option<u64>,
+}
+
+pub fn float_value(item: u64) -> f64 {
+    let mut z = item.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    let mantissa = (z >> 11) as f64 / (1u64 << 53) as f64;
+    let exponent = (z % 21) as i32 - 10;
+    let sign = if z & (1 << 5) == 0 { 1.0 } else { -1.0 };
+    sign * mantissa * 10f64.powi(exponent)
+}
+
+impl MapReduce<u64> for FloatSum {
+    type Output = f64;
+    type Acc = f64;
+
+    fn empty_result(&self, _: &()) -> f64 {
+        0.0
+    }
+    fn compute(&self, item: u64, _: &()) -> f64 {
+        if self.delay_every.is_some_and(|every| item % every == 0) {
+            std::thread::sleep(Duration::from_micros(50 + item % 200));
+        }
+        float_value(item)
+    }
+    fn process_result(&self, new: f64, acc: f64) -> ControlFlow<f64, f64> {
+        self.merge(acc, new)
+    }
+    fn merge(&self, left: f64, right: f64) -> ControlFlow<f64, f64> {
+        let sum = left + right;
+        if sum > self.stop_above {
+            Break(sum)
+        } else {
+            Continue(sum)
+        }
+    }
 }

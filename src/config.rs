@@ -328,7 +328,12 @@ impl Config {
 
     /// Off: runs process their items one at a time, in order (PyPhi:
     /// `run(parallel=False)`): `par_map_reduce_iter` on the calling thread,
-    /// `par_map_reduce` on a single worker.
+    /// `par_map_reduce` and `par_map_reduce_in_order` on a single worker.
+    /// The reproducible entry points (`par_map_reduce_in_order`,
+    /// `par_map_reduce_iter`) still evaluate their fixed tree of leaves, on
+    /// one worker: the sequential reference every parallel run equals, bit
+    /// for bit. `par_map_reduce` stays a plain fold, equal to
+    /// `seq_map_reduce`.
     ///
     /// ```
     /// use mapreduce::{jobs, par_map_reduce, Config};

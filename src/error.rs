@@ -266,6 +266,15 @@ impl Panic {
     pub(crate) fn new(index: Option<usize>, payload: Box<dyn Any + Send + 'static>) -> Self {
         Panic { index, payload }
     }
+
+    /// The panic an [`Error::Panicked`] reports, taken back out of it; any
+    /// other error, as it is.
+    pub(crate) fn of_error(err: Error) -> Result<Panic, Error> {
+        match err {
+            Error::Panicked { index, payload, .. } => Ok(Panic::new(index, payload.into_inner())),
+            other => Err(other),
+        }
+    }
 }
 
 impl From<Panic> for Error {

@@ -21,6 +21,15 @@ fn reference<J: MapReduce<u64>>(
     items: &[u64],
     leaf: usize,
 ) -> Result<ControlFlow<J::Acc, J::Acc>, Option<u64>> {
+    reference_with(job, items, |_| leaf)
+}
+
+/// [`reference`] with leaf `j` holding `leaf_len(j)` items.
+fn reference_with<J: MapReduce<u64>>(
+    job: &J,
+    items: &[u64],
+    leaf_len: impl Fn(usize) -> usize,
+) -> Result<ControlFlow<J::Acc, J::Acc>, Option<u64>> {
     enum Ended {
         Break,
         Panic(Option<u64>),
@@ -30,7 +39,14 @@ fn reference<J: MapReduce<u64>>(
     let catch = |f: &mut dyn FnMut() -> ControlFlow<J::Acc, J::Acc>| {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(drop)
     };
-    'leaves: for chunk in items.chunks(leaf.max(1)) {
+    let mut chunks = Vec::new();
+    let mut rest = items;
+    while !rest.is_empty() {
+        let (chunk, tail) = rest.split_at(leaf_len(chunks.len()).max(1).min(rest.len()));
+        chunks.push(chunk);
+        rest = tail;
+    }
+    'leaves: for chunk in chunks {
         let mut acc = Some(job.empty_result(&()));
         for &item in chunk {
             let output = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.compute(item, &()))) {
@@ -239,6 +255,128 @@ proptest! {
             (Err(err @ Error::Panicked { .. }), Err(index)) => {
                 prop_assert_eq!(err.index().map(|i| i as u64), index);
                 prop_assert!(err.to_string().contains(SCRIPTED));
+            }
+            (found, expected) => prop_assert!(false, "found {:?}, reference {:?}", found, expected.map(|_| ())),
+        }
+    }
+}
+
+/// Leaf `j` of a stream of unknown length (documented on
+/// `par_map_reduce_iter`): 1 item each for the first 16, doubling every 16
+/// leaves, up to 16,384.
+fn growing_leaf(j: usize) -> usize {
+    1 << (j / 16).min(14)
+}
+
+fn stream_with(
+    workers: isize,
+    leaf: usize,
+    buffer: usize,
+    len: u64,
+    exact: bool,
+    job: &FloatSum,
+) -> Result<f64, Error> {
+    let config = Config::current()
+        .with_workers(workers)
+        .with_oversubscription(true)
+        .with_leaf_size(leaf)
+        .with_stream_buffer(buffer)
+        .with_progress_bars(false);
+    if exact {
+        config.scope(|| par_map_reduce_iter(0..len, &(), job))
+    } else {
+        // A `filter` knows no exact length.
+        config.scope(|| par_map_reduce_iter((0..len).filter(|_| true), &(), job))
+    }
+}
+
+#[test]
+fn streams_give_the_in_order_bits_whatever_their_batches() {
+    let items: Vec<u64> = (0..60_000).collect();
+    for stop_above in [f64::INFINITY, 50.0] {
+        let job = FloatSum {
+            stop_above,
+            delay_every: None,
+        };
+        for leaf in [0, 1, 7, 1000] {
+            let expected = bits(in_order_with(1, leaf, &items, &job));
+            for workers in [1, 2, 3, 8] {
+                // Small buffers cut leaves across batches.
+                for buffer in [0, 1, 7, 1500] {
+                    let found = stream_with(workers, leaf, buffer, 60_000, true, &job);
+                    assert_eq!(
+                        bits(found),
+                        expected,
+                        "leaf {leaf}, {workers} workers, buffer {buffer}, stop above {stop_above}"
+                    );
+                }
+            }
+            let sequential = Config::current()
+                .with_parallel(false)
+                .with_leaf_size(leaf)
+                .with_progress_bars(false)
+                .scope(|| par_map_reduce_iter(0..60_000u64, &(), &job));
+            assert_eq!(bits(sequential), expected, "parallel off, leaf {leaf}");
+        }
+    }
+}
+
+#[test]
+fn streams_of_unknown_length_grow_their_leaves() {
+    let items: Vec<u64> = (0..200_000).collect();
+    for stop_above in [f64::INFINITY, 80.0] {
+        let job = FloatSum {
+            stop_above,
+            delay_every: None,
+        };
+        let expected = match reference_with(&job, &items, growing_leaf).unwrap() {
+            Continue(acc) | Break(acc) => acc.to_bits(),
+        };
+        for (workers, buffer) in [(1, 0), (2, 0), (3, 64), (8, 5)] {
+            let found = stream_with(workers, 0, buffer, 200_000, false, &job);
+            assert_eq!(
+                bits(found),
+                expected,
+                "{workers} workers, buffer {buffer}, stop above {stop_above}"
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Streams: random lengths, leaf sizes, stream buffers, breaks and
+    /// panics give the one-worker tree.
+    #[test]
+    fn streams_equal_the_one_worker_tree(
+        len in prop_oneof![Just(0u64), Just(1), 0u64..300, 0u64..6000],
+        leaf in prop_oneof![Just(0usize), Just(1), 1usize..40, 40usize..700],
+        buffer in prop_oneof![Just(0usize), 1usize..20, 20usize..500],
+        breaks in proptest::collection::btree_set(0u64..6000, 0..3),
+        panics in proptest::collection::btree_set(0u64..6000, 0..2),
+        workers in 1isize..5,
+    ) {
+        quiet_scripted_panics();
+        let items: Vec<u64> = (0..len).collect();
+        let job = common::Scripted {
+            breaks: breaks.clone(),
+            compute_panics: panics.clone(),
+            ..Default::default()
+        };
+        let leaf_size = if leaf == 0 { (len as usize / 1024).clamp(1, 16_384) } else { leaf };
+        let expected = reference(&job, &items, leaf_size);
+        let found = Config::current()
+            .with_workers(workers)
+            .with_oversubscription(true)
+            .with_leaf_size(leaf)
+            .with_stream_buffer(buffer)
+            .with_progress_bars(false)
+            .scope(|| par_map_reduce_iter(0..len, &(), &job));
+        match (found, expected) {
+            (Ok(found), Ok(Continue(acc) | Break(acc))) => prop_assert_eq!(found, acc),
+            (Err(err @ Error::Panicked { .. }), Err(index)) => {
+                prop_assert_eq!(err.index().map(|i| i as u64), index);
             }
             (found, expected) => prop_assert!(false, "found {:?}, reference {:?}", found, expected.map(|_| ())),
         }

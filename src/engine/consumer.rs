@@ -159,6 +159,21 @@ pub(crate) struct MapReduceFolder<'r, 'a, T, J: MapReduce<T, C>, C: ?Sized> {
     _item: PhantomData<fn(T)>,
 }
 
+impl<'r, 'a, T, J: MapReduce<T, C>, C: ?Sized> MapReduceFolder<'r, 'a, T, J, C> {
+    /// A folder that goes on folding, into `acc`, the items of the task at
+    /// `position` from the item at `next_index` on: a leaf of a stream whose
+    /// items arrive in several batches.
+    pub(crate) fn resume(run: &'r Run<'a, T, J, C>, position: usize, next_index: usize, acc: J::Acc) -> Self {
+        MapReduceFolder {
+            run,
+            position,
+            next_index: Some(next_index),
+            part: Part::Done(acc),
+            _item: PhantomData,
+        }
+    }
+}
+
 /// The per-item loop: one relaxed load and the user's two calls, their
 /// panics caught per item (which costs nothing unless one happens), so the
 /// count of folded items stays in a register. Returns the count and how the

@@ -21,7 +21,7 @@ use crate::error::{catch_panic, Error};
 use crate::job::MapReduce;
 use crate::pool;
 use crate::progress::{self, ChildGuard, Finished, Monitor, Tally};
-pub(crate) use consumer::MapReduceConsumer;
+pub(crate) use consumer::{MapReduceConsumer, MapReduceFolder};
 
 /// A whole run of `job` over a parallel iterator under the current config.
 pub(crate) fn map_reduce<P, C, J>(items: P, ctx: &C, job: &J) -> Result<J::Acc, Error>

@@ -77,6 +77,10 @@ pub(crate) enum Node<A> {
     Skipped,
 }
 
+/// What a `merge` in the tree came to: its flow, or the node of its event
+/// (a panic; or `Skipped` when the run was aborted).
+type Merged<A> = Result<ControlFlow<A, A>, Node<A>>;
+
 /// What ended a node.
 pub(crate) enum Event {
     Break,
@@ -134,12 +138,7 @@ impl<T, J: MapReduce<T, C>, C: ?Sized> Run<'_, T, J, C> {
     /// `merge` inside the tree, whose result starts right before the item at
     /// `right_position`: a `Break` there cancels what lies right of it; a
     /// panic is an event there (with nothing left of it in this node).
-    fn tree_merge(
-        &self,
-        right_position: usize,
-        left: J::Acc,
-        right: J::Acc,
-    ) -> Result<ControlFlow<J::Acc, J::Acc>, Node<J::Acc>> {
+    fn tree_merge(&self, right_position: usize, left: J::Acc, right: J::Acc) -> Merged<J::Acc> {
         if self.state.is_aborted() {
             return Err(Node::Skipped);
         }
@@ -178,7 +177,6 @@ impl<A> Stack<A> {
     }
 
     /// Whether an event ended the evaluation: nothing more is pushed.
-    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
     pub(crate) fn has_ended(&self) -> bool {
         self.ended.is_some()
     }

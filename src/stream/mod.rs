@@ -12,7 +12,7 @@
 //! `Config::with_stream_buffer` cap), each handed over when full or after
 //! `BATCH_READ_TIME` of reading (`Reader::fill`).
 
-use std::ops::ControlFlow::{self, Continue};
+use std::ops::ControlFlow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
@@ -22,14 +22,21 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::cancel::{self, Shortcircuit, TaskFrame};
+use rayon::iter::plumbing::{Consumer, Folder};
+use rayon::iter::IndexedParallelIterator;
+
+use crate::cancel::{self, Shortcircuit, TaskFrame, FIRST_POSITION};
 use crate::config::Config;
-use crate::engine::{self, into_value, Part, Piece, Run};
+use crate::engine::tree::{Event, Node, Stack};
+use crate::engine::{self, into_value, MapReduceConsumer, MapReduceFolder, Part, Run};
 use crate::error::{catch_panic, Error, Panic};
 use crate::job::MapReduce;
 use crate::pool;
 use crate::progress::{self, Finished, Monitor, Tally};
-use crate::sequential;
+
+mod leaves;
+
+use leaves::{Cursor, Cut, FoldSegments, Segment, StreamLeaves};
 
 /// The largest batch, in bytes of items inline (`size_of` each).
 const MAX_BATCH_BYTES: usize = 4 << 20;
@@ -146,9 +153,7 @@ where
     let description = engine::description_of(&job)?;
     // The iterator is the user's code from `into_iter` to its drop.
     let items = catch_panic(|| items.into_iter())?;
-    if !config.parallel() {
-        return sequential::run(items, ctx, &job, &config, Some(&description)).map(into_value);
-    }
+    // With `parallel` off, the same tree on one worker: the reference.
     log::debug!("streamed run {description:?}: {workers} worker(s)");
     stream(items, ctx, &job, &description, config, workers)
 }
@@ -194,7 +199,8 @@ where
         (None, Some(child)) => Some(child.tally()),
         (None, None) => None,
     };
-    let outcome = fold_batches(&mut items, ctx, job, &config, workers, watched, &mut monitor);
+    let leaves = StreamLeaves::new(config.leaf_size(), total);
+    let outcome = fold_batches(&mut items, ctx, job, &config, workers, leaves, watched, &mut monitor);
     let outcome = match release(items) {
         Err(panic) if outcome.is_ok() => Err(panic),
         _ => outcome,
@@ -218,21 +224,32 @@ struct Slot<T, A> {
     finished: Finished,
 }
 
-/// A folded batch: what came of it, and its emptied buffer for reuse.
-type Folded<T, A> = (Piece<A>, Vec<T>);
+/// A folded batch: the parts of the leaves that start in it, in order, and
+/// its buffer, which still holds the items that continue an open leaf.
+type Folded<T, A> = (Vec<Part<A>>, Vec<T>);
 
-/// Read batches in order and fold them on the pool, `IN_FLIGHT` at a time,
-/// joining their pieces in order. All batches share one run, whose task
-/// positions are the items' indices, so a `Break` in one batch cancels the
-/// batches after it at once, and batches join by the same rules as the
-/// tasks inside one batch: the stream's answer is the one a single batch of
-/// all its items would give.
+/// A batch on its way: its slot, and how it is cut into leaves.
+struct Pending {
+    slot: usize,
+    cut: Cut,
+}
+
+/// Read batches in order and fold them on the pool, `in_flight` at a time.
+/// Each batch holds whole leaves and parts of leaves (see [`leaves`]): the
+/// pool folds the leaves that start in it, in parallel; this thread goes on
+/// with a leaf an earlier batch opened (its accumulator carried over), and
+/// pushes the leaves, in order, onto the fixed tree's stack. All batches
+/// share one run, whose task positions are the items' indices, so an event
+/// in one batch cancels the batches after it at once. The answer is the
+/// tree's: the same bits whatever the batches, the workers or the timing.
+#[allow(clippy::too_many_arguments)]
 fn fold_batches<I, C, J>(
     items: I,
     ctx: &C,
     job: &J,
     config: &Config,
     workers: usize,
+    leaves: StreamLeaves,
     tally: Option<&Tally>,
     monitor: &mut Option<Monitor>,
 ) -> Result<ControlFlow<J::Acc, J::Acc>, Error>
@@ -249,19 +266,23 @@ where
         finished: Finished::new(),
     });
     let mut reader = Reader::new(items);
-    // The pieces of the batches joined so far, in order.
-    let mut joined: Option<Piece<J::Acc>> = None;
+    let mut cursor = Cursor::new(leaves);
+    let mut stack = Stack::new();
+    // The leaf a batch opened and none has completed: its first item, and
+    // what its items so far folded to.
+    let mut open: Option<(usize, Part<J::Acc>)> = None;
     // Inside a task, this thread is one of the pool's workers: it must not
     // block on a signal, or a pool whose workers all do so would deadlock.
     let nested = pool::on_our_worker();
-    let outcome = pool::in_place_scope(workers, true, |scope| {
+    let parallel = config.parallel();
+    let outcome = pool::in_place_scope(workers, parallel, |scope| {
         let (in_flight, max_len) = batch_limits::<I::Item>(config.stream_buffer());
         let mut batch_len = (FIRST_BATCH_PER_WORKER * workers).min(max_len);
         let mut spare: Vec<Vec<I::Item>> = Vec::new();
-        // The slots of the batches spawned and not merged yet, oldest first.
+        // The batches spawned and not pushed yet, oldest first.
         let mut pending = std::collections::VecDeque::new();
         let mut spawned = 0usize;
-        // A panic in the input, reported once the batches before it merged.
+        // A panic in the input, an event once the items before it are in.
         let mut read_error = None;
         let mut input_done = false;
         loop {
@@ -283,37 +304,70 @@ where
                     continue;
                 }
                 log::trace!("batch of {} item(s) from item {first_index}", batch.len());
+                let cut = cursor.cut(first_index, batch.len());
                 let slot = &slots[spawned % IN_FLIGHT];
                 slot.finished.reset();
                 let run = &run;
-                let fold = move || {
+                let continued = cut.continued.map_or(0, |segment| segment.len);
+                let segments = cut.segments.clone();
+                if !parallel {
+                    // A sequential run: this thread folds the leaves, in
+                    // order, and keeps the display live meanwhile.
                     let _signal = slot.finished.on_drop();
-                    // While this batch's joins wait, stolen work of other
-                    // tasks may run on this thread: it is no task of ours.
-                    let _outside = TaskFrame::outside(&run.config);
-                    let folded = engine::drive_piece(batch.par_drain(..), run, Some(first_index));
-                    *slot.folded.lock() = Some((folded, batch));
-                };
-                if nested {
-                    // This thread is a worker: it folds the batch itself,
-                    // joining in, rather than block waiting for the pool.
-                    fold();
+                    let mut items = batch.drain(continued..);
+                    let parts = segments
+                        .iter()
+                        .map(|segment| {
+                            let folder = MapReduceConsumer::new(run, Some(segment.start)).into_folder();
+                            fold_here(folder, items.by_ref().take(segment.len), monitor, tally)
+                        })
+                        .collect();
+                    drop(items);
+                    *slot.folded.lock() = Some((parts, batch));
                 } else {
-                    scope.spawn(move |_| fold());
+                    let fold = move || {
+                        let _signal = slot.finished.on_drop();
+                        // While this batch's joins wait, stolen work of other
+                        // tasks may run on this thread: it is no task of ours.
+                        let _outside = TaskFrame::outside(&run.config);
+                        let parts = batch.par_drain(continued..).with_producer(FoldSegments {
+                            run,
+                            segments: &segments,
+                        });
+                        *slot.folded.lock() = Some((parts, batch));
+                    };
+                    if nested {
+                        // This thread is a worker: it folds the batch itself,
+                        // joining in, rather than block waiting for the pool.
+                        fold();
+                    } else {
+                        scope.spawn(move |_| fold());
+                    }
                 }
-                pending.push_back(spawned % IN_FLIGHT);
+                pending.push_back(Pending {
+                    slot: spawned % IN_FLIGHT,
+                    cut,
+                });
                 spawned += 1;
             }
-            let Some(oldest) = pending.pop_front() else {
-                // Every batch is in: the answer, unless the input panicked
-                // (after the items read before it, which decide nothing).
-                return match (joined.take(), read_error) {
-                    (_, Some(err)) => Err(err),
-                    (Some(piece), None) => run.finish(piece),
-                    (None, None) => catch_panic(|| job.empty_result(ctx)).map(Continue),
+            let Some(Pending { slot, cut }) = pending.pop_front() else {
+                // Every batch is in: the last leaf is complete, unless the
+                // input panicked inside it (its items so far stay).
+                let last = open.take();
+                let node = match read_error.map(Panic::of_error) {
+                    Some(Ok(panic)) => Some(Node::Ended {
+                        pieces: last.and_then(|(_, part)| into_done(part)).into_iter().collect(),
+                        event: Event::Panic(panic),
+                    }),
+                    Some(Err(err)) => return Err(err),
+                    None => last.map(|(_, part)| Node::of_leaf(part)),
                 };
+                if let Some(node) = node {
+                    stack.push(&run, 0, node, FIRST_POSITION + reader.read);
+                }
+                return stack.finish(&run, || catch_panic(|| job.empty_result(ctx)));
             };
-            let slot = &slots[oldest];
+            let slot = &slots[slot];
             match (monitor.as_mut(), tally) {
                 (Some(monitor), Some(tally)) => {
                     monitor.watch(tally, &slot.finished);
@@ -326,27 +380,102 @@ where
                 }
                 _ => slot.finished.wait_done(),
             }
-            let (piece, buffer) = slot
+            let (parts, mut buffer) = slot
                 .folded
                 .lock()
                 .take()
                 .unwrap_or_else(|| unreachable!("a batch signals only after leaving its result"));
+            // The open leaf goes on with this batch's first items.
+            if let Some(segment) = cut.continued {
+                let (leaf_start, part) = open
+                    .take()
+                    .unwrap_or_else(|| unreachable!("a leaf continues only if open"));
+                let items = buffer.drain(..segment.len);
+                let part = match part {
+                    Part::Done(acc) => {
+                        let folder = MapReduceFolder::resume(&run, FIRST_POSITION + leaf_start, segment.start, acc);
+                        fold_here(folder, items, monitor, tally)
+                    }
+                    ended => ended,
+                };
+                place(&run, &mut stack, &mut open, segment, part);
+            }
+            buffer.clear();
             spare.push(buffer);
-            let piece = match joined.take() {
-                Some(left) => run.join(left, piece),
-                None => piece,
-            };
-            if matches!(piece.part, Part::Broke(_) | Part::Failed { .. }) {
-                // Every batch left of this event is joined: it is the answer.
-                let outcome = run.finish(piece);
-                // Stop the batches still in flight: their items cannot matter.
+            for (segment, part) in cut.segments.into_iter().zip(parts) {
+                place(&run, &mut stack, &mut open, segment, part);
+            }
+            if stack.has_ended() {
+                // Every leaf left of this event is pushed: it decides the
+                // answer. Stop the batches still in flight.
+                let outcome = stack.finish(&run, || catch_panic(|| job.empty_result(ctx)));
                 state.abort();
                 return outcome;
             }
-            joined = Some(piece);
         }
     })?;
     outcome
+}
+
+/// Fold `items` into `folder` on this thread, the one that watches the run:
+/// in runs of items that take a few dozen milliseconds, the display ticked
+/// between them, so that a bar or sink stays live however long the leaf.
+fn fold_here<'r, 'a, T, J, C>(
+    folder: MapReduceFolder<'r, 'a, T, J, C>,
+    items: impl Iterator<Item = T>,
+    monitor: &mut Option<Monitor>,
+    tally: Option<&Tally>,
+) -> Part<J::Acc>
+where
+    J: MapReduce<T, C>,
+    C: Sync + ?Sized,
+{
+    let (Some(monitor), Some(tally)) = (monitor.as_mut(), tally) else {
+        return folder.consume_iter(items).complete().part;
+    };
+    let mut items = items.peekable();
+    let mut folder = folder;
+    let mut run_length = 1;
+    while items.peek().is_some() && !folder.full() && !monitor.failed() {
+        let started = Instant::now();
+        folder = folder.consume_iter(items.by_ref().take(run_length));
+        monitor.tick(tally);
+        // Runs of 10 to 50 ms: the clock is read once per run.
+        match started.elapsed() {
+            took if took < Duration::from_millis(10) => run_length = run_length.saturating_mul(2),
+            took if took > Duration::from_millis(50) => run_length = (run_length / 2).max(1),
+            _ => {}
+        }
+    }
+    folder.complete().part
+}
+
+/// A leaf's segment folded to `part`: onto the stack if the leaf is
+/// complete (or an event ended it), else kept open for the next batch.
+fn place<T, J, C>(
+    run: &Run<'_, T, J, C>,
+    stack: &mut Stack<J::Acc>,
+    open: &mut Option<(usize, Part<J::Acc>)>,
+    segment: Segment,
+    part: Part<J::Acc>,
+) where
+    J: MapReduce<T, C>,
+    C: ?Sized,
+{
+    match part {
+        Part::Done(acc) if !segment.completes => *open = Some((segment.leaf_start, Part::Done(acc))),
+        part => {
+            stack.push(run, 0, Node::of_leaf(part), FIRST_POSITION + segment.leaf_start);
+        }
+    }
+}
+
+/// The accumulator of a leaf's items so far, if they folded without event.
+fn into_done<A>(part: Part<A>) -> Option<A> {
+    match part {
+        Part::Done(acc) => Some(acc),
+        _ => None,
+    }
 }
 
 /// How many batches may be alive at once, and the longest batch, for items

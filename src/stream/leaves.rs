@@ -1,0 +1,228 @@
+//! The leaves of a stream: their sizes are a function of position alone,
+//! and a leaf may span batches (a batch is what fits in memory; a leaf is
+//! what is folded in one go), so each batch is cut into segments of leaves.
+//!
+//! A stream whose `size_hint` is exact has leaves of the size an indexed
+//! input of that length would have; a stream of unknown length has leaves
+//! that grow with position: 1 item each for the first 16 leaves, then 2, 4,
+//! …, doubling every 16 leaves, up to 16,384 items (from leaf 224 on, item
+//! 1,835,008). `Config::with_leaf_size` fixes them.
+
+use rayon::iter::plumbing::{Consumer, Folder, Producer, ProducerCallback};
+
+use crate::engine::tree::{self, LEAF_MAX};
+use crate::engine::{MapReduceConsumer, Part, Run};
+use crate::job::MapReduce;
+
+/// Leaves of unknown-length streams double in size every this many leaves.
+const GROWTH_EVERY: usize = 16;
+
+/// The sizes of a stream's leaves.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StreamLeaves {
+    /// The size of every leaf; `None`: growing with position.
+    fixed: Option<usize>,
+}
+
+impl StreamLeaves {
+    /// The leaves of a stream with `configured` items per leaf (0:
+    /// automatic) and `exact_len` items, when its `size_hint` says so.
+    pub(crate) fn new(configured: usize, exact_len: Option<usize>) -> StreamLeaves {
+        let fixed = match (configured, exact_len) {
+            (0, Some(len)) => Some(tree::auto_leaf_size(len)),
+            (0, None) => None,
+            (size, _) => Some(size),
+        };
+        StreamLeaves { fixed }
+    }
+
+    /// How many items leaf `leaf` holds.
+    pub(crate) fn size(&self, leaf: usize) -> usize {
+        self.fixed.unwrap_or_else(|| growing(leaf))
+    }
+}
+
+/// The size of leaf `leaf` of a stream of unknown length.
+fn growing(leaf: usize) -> usize {
+    1 << (leaf / GROWTH_EVERY).min(LEAF_MAX.trailing_zeros() as usize)
+}
+
+/// The part of one leaf that a batch holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Segment {
+    /// The index of the leaf's first item: its task's position.
+    pub(crate) leaf_start: usize,
+    /// The index of the segment's first item.
+    pub(crate) start: usize,
+    pub(crate) len: usize,
+    /// Whether the leaf ends in this batch.
+    pub(crate) completes: bool,
+}
+
+/// How a batch is cut: first the rest of the leaf that an earlier batch
+/// opened, if any (its first `continued.len` items), then the leaves that
+/// start in it.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Cut {
+    pub(crate) continued: Option<Segment>,
+    pub(crate) segments: Vec<Segment>,
+}
+
+/// Where the batches read so far stand in the leaves.
+pub(crate) struct Cursor {
+    leaves: StreamLeaves,
+    /// The first leaf no batch has started, and its first item.
+    next_leaf: usize,
+    next_start: usize,
+    /// The leaf an earlier batch opened and none has completed: its first
+    /// item and its end.
+    open: Option<(usize, usize)>,
+}
+
+impl Cursor {
+    pub(crate) fn new(leaves: StreamLeaves) -> Cursor {
+        Cursor {
+            leaves,
+            next_leaf: 0,
+            next_start: 0,
+            open: None,
+        }
+    }
+
+    /// Cut the batch of the `len` items from `first` on (batches come in
+    /// order, each right after the one before).
+    pub(crate) fn cut(&mut self, first: usize, len: usize) -> Cut {
+        let end = first + len;
+        let continued = self.open.map(|(leaf_start, leaf_end)| {
+            let segment = Segment {
+                leaf_start,
+                start: first,
+                len: leaf_end.min(end) - first,
+                completes: leaf_end <= end,
+            };
+            if segment.completes {
+                self.open = None;
+            }
+            segment
+        });
+        let mut segments = Vec::new();
+        while self.next_start < end {
+            let size = self.leaves.size(self.next_leaf);
+            let leaf_end = self.next_start + size;
+            let completes = leaf_end <= end;
+            segments.push(Segment {
+                leaf_start: self.next_start,
+                start: self.next_start,
+                len: leaf_end.min(end) - self.next_start,
+                completes,
+            });
+            if !completes {
+                self.open = Some((self.next_start, leaf_end));
+            }
+            self.next_leaf += 1;
+            self.next_start = leaf_end;
+        }
+        Cut { continued, segments }
+    }
+}
+
+/// Fold the segments of a batch, whose items `producer` holds, in parallel:
+/// each leaf from `empty_result`, left to right. Their parts, in order.
+pub(crate) struct FoldSegments<'s, 'r, 'a, T, J: MapReduce<T, C>, C: ?Sized> {
+    pub(crate) run: &'r Run<'a, T, J, C>,
+    pub(crate) segments: &'s [Segment],
+}
+
+impl<T, J, C> ProducerCallback<T> for FoldSegments<'_, '_, '_, T, J, C>
+where
+    J: MapReduce<T, C>,
+    C: Sync + ?Sized,
+{
+    type Output = Vec<Part<J::Acc>>;
+
+    fn callback<P: Producer<Item = T>>(self, producer: P) -> Vec<Part<J::Acc>> {
+        fold_segments(self.run, self.segments, producer)
+    }
+}
+
+fn fold_segments<P, T, J, C>(run: &Run<'_, T, J, C>, segments: &[Segment], producer: P) -> Vec<Part<J::Acc>>
+where
+    P: Producer<Item = T>,
+    J: MapReduce<T, C>,
+    C: Sync + ?Sized,
+{
+    match segments {
+        [] => Vec::new(),
+        [segment] => {
+            let folder = MapReduceConsumer::new(run, Some(segment.start)).into_folder();
+            vec![folder.consume_iter(producer.into_iter()).complete().part]
+        }
+        _ => {
+            let middle = segments.len() / 2;
+            let left_items = segments[..middle].iter().map(|segment| segment.len).sum();
+            let (left, right) = producer.split_at(left_items);
+            let (mut left, right) = rayon::join(
+                || fold_segments(run, &segments[..middle], left),
+                || fold_segments(run, &segments[middle..], right),
+            );
+            left.extend(right);
+            left
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn growing_leaves_double_every_16_up_to_the_largest() {
+        let leaves = StreamLeaves::new(0, None);
+        assert_eq!((0..16).map(|leaf| leaves.size(leaf)).collect::<Vec<_>>(), vec![1; 16]);
+        assert_eq!(leaves.size(16), 2);
+        assert_eq!(leaves.size(32), 4);
+        assert_eq!(leaves.size(224), LEAF_MAX);
+        assert_eq!(leaves.size(1 << 40), LEAF_MAX);
+        assert_eq!(StreamLeaves::new(0, Some(10_000_000)).size(5), 9765);
+        assert_eq!(StreamLeaves::new(0, Some(1 << 40)).size(5), LEAF_MAX);
+        assert_eq!(StreamLeaves::new(0, Some(400)).size(5), 1);
+        assert_eq!(StreamLeaves::new(7, None).size(5000), 7);
+    }
+
+    #[test]
+    fn batches_are_cut_at_leaf_boundaries_and_leaves_may_span_batches() {
+        let mut cursor = Cursor::new(StreamLeaves::new(4, None));
+        let segment = |leaf_start, start, len, completes| Segment {
+            leaf_start,
+            start,
+            len,
+            completes,
+        };
+        assert_eq!(
+            cursor.cut(0, 10),
+            Cut {
+                continued: None,
+                segments: vec![segment(0, 0, 4, true), segment(4, 4, 4, true), segment(8, 8, 2, false)],
+            }
+        );
+        // Leaf 8..12 goes on in the next batch, which ends inside the leaf after it.
+        assert_eq!(
+            cursor.cut(10, 3),
+            Cut {
+                continued: Some(segment(8, 10, 2, true)),
+                segments: vec![segment(12, 12, 1, false)],
+            }
+        );
+        // A batch inside one leaf.
+        let mut cursor = Cursor::new(StreamLeaves::new(100, None));
+        cursor.cut(0, 10);
+        assert_eq!(
+            cursor.cut(10, 10),
+            Cut {
+                continued: Some(segment(0, 10, 10, false)),
+                segments: vec![],
+            }
+        );
+        assert_eq!(cursor.cut(20, 80).continued, Some(segment(0, 20, 80, true)));
+    }
+}

@@ -437,6 +437,43 @@ fn coarse(c: &mut Criterion) {
     group.finish();
 }
 
+/// A tiny `f64` item: random sign, exponents over 2^-40..2^23.
+fn tiny_float(i: u64) -> f64 {
+    let h = splitmix64(i);
+    let magnitude = f64::from_bits((h >> 12) | ((1023 - 40 + (h & 63)) << 52));
+    if h & 64 == 0 {
+        magnitude
+    } else {
+        -magnitude
+    }
+}
+
+/// 2×10^7 tiny `f64` items on the engine: `jobs::exact_sum` against
+/// `jobs::sum` (the target: exact_sum / sum ≤ 3).
+fn exact_sum(c: &mut Criterion) {
+    let engine = engine_config(WORKERS);
+    let sum = mapreduce::jobs::sum(|i: u64, _: &()| tiny_float(i));
+    let exact = mapreduce::jobs::exact_sum(|i: u64, _: &()| tiny_float(i));
+    let run_sum = || {
+        engine
+            .clone()
+            .scope(|| par_map_reduce(0..black_box(TINY_ITEMS), &(), &sum).unwrap())
+    };
+    let run_exact = || {
+        engine
+            .clone()
+            .scope(|| par_map_reduce(0..black_box(TINY_ITEMS), &(), &exact).unwrap().to_f64())
+    };
+    let scale: f64 = (0..TINY_ITEMS).map(|i| tiny_float(i).abs()).sum();
+    assert!((run_sum() - run_exact()).abs() <= scale * 1e-12, "the sums disagree");
+    assert_eq!(run_exact().to_bits(), run_exact().to_bits());
+
+    let mut group = group(c, "exact_sum_2e7", Duration::from_secs(3));
+    group.bench_function("sum", |b| b.iter(run_sum));
+    group.bench_function("exact_sum", |b| b.iter(run_exact));
+    group.finish();
+}
+
 criterion_group!(
     benches,
     tiny,
@@ -446,6 +483,7 @@ criterion_group!(
     stream,
     one_worker,
     medium,
-    coarse
+    coarse,
+    exact_sum
 );
 criterion_main!(benches);

@@ -30,6 +30,8 @@ GROUPS = {
     "medium_5us": ("rayon", {"engine": 1.02}),
     # Speedup >= 1.95 over sequential: engine / sequential <= 1 / 1.95.
     "coarse_1ms": ("sequential", {"engine": 1 / 1.95}),
+    # jobs::exact_sum against jobs::sum of f64s, both on the engine.
+    "exact_sum_2e7": ("sum", {"exact_sum": 3.0}),
     # benches/progress.rs: the same run with bars off, on, and watched by a sink.
     "bars_tiny_2e7": ("bars_off", {"bars_on": 1.03, "sink": 1.03}),
     "bars_tiny_2e9": ("bars_off", {"bars_on": 1.03, "sink": 1.03}),

@@ -2,7 +2,8 @@
 //!
 //! Each takes a closure `(item, &ctx) -> ...` that does the heavy per-item
 //! work; the job supplies `empty_result`, `process_result` and `merge`, which
-//! obey the merge law (so parallel results equal sequential ones).
+//! obey the merge law (so parallel results equal sequential ones; a [`sum`]
+//! of floats only up to rounding, which [`exact_sum`] avoids).
 //!
 //! ```
 //! use mapreduce::{jobs, par_map_reduce};
@@ -18,6 +19,10 @@ use std::ops::Add;
 use std::ops::ControlFlow::{self, Break, Continue};
 
 use crate::job::MapReduce;
+
+mod exact_sum;
+
+pub use exact_sum::{exact_sum, ExactSum, ExactSumJob};
 
 /// Collects `map(item)` for every item, in input order; made by [`collect`].
 ///
@@ -82,7 +87,9 @@ pub struct Sum<F, T, C: ?Sized, S> {
 
 /// A job that adds up `map(item, ctx)`, starting from `S::default()`.
 /// Integer sums equal the sequential sum exactly; floating-point sums may
-/// differ in the last bits, because addition is grouped differently.
+/// differ in the last bits, because addition is grouped differently. For
+/// `f64`s that must be the same bits everywhere (any iterator, split or
+/// worker count), and correctly rounded, use [`exact_sum`].
 ///
 /// ```
 /// use mapreduce::{jobs, par_map_reduce};
@@ -441,6 +448,57 @@ impl<T: Send, C: ?Sized, P: Fn(&T, &C) -> bool + Sync> MapReduce<T, C> for FindF
     }
 }
 
+/// Finds the first item for which `f` gives `Some`, and that value; made by
+/// [`find_map_first`].
+///
+/// ```
+/// let job = mapreduce::jobs::find_map_first(|x: &str, _: &()| x.parse::<u8>().ok());
+/// assert_eq!(mapreduce::seq_map_reduce(["a", "7", "9"], &(), job).unwrap(), Some(7));
+/// ```
+pub struct FindMapFirst<F, T, C: ?Sized, U> {
+    f: F,
+    _types: Signature<T, C, Option<U>>,
+}
+
+/// A job that returns the first `Some(value)` that `f(item, ctx)` gives, in
+/// input order, and stops there: items right of it are not started once it
+/// is found (rayon's `find_map_first`). `None` when no item gives `Some`.
+/// Like [`find_first`], but the search can return what it computed about
+/// the item: the first cut whose phi is zero, and that phi.
+///
+/// ```
+/// use mapreduce::{jobs, par_map_reduce};
+///
+/// // The first multiple of 977, and its quotient.
+/// let job = jobs::find_map_first(|x: u64, _: &()| (x % 977 == 0).then_some((x, x / 977)));
+/// assert_eq!(par_map_reduce(1..1_000_000u64, &(), &job).unwrap(), Some((977, 1)));
+/// assert_eq!(par_map_reduce(1..977u64, &(), &job).unwrap(), None);
+/// ```
+pub fn find_map_first<T, C: ?Sized, U, F: Fn(T, &C) -> Option<U> + Sync>(f: F) -> FindMapFirst<F, T, C, U> {
+    FindMapFirst { f, _types: PhantomData }
+}
+
+impl<T, C: ?Sized, U: Send, F: Fn(T, &C) -> Option<U> + Sync> MapReduce<T, C> for FindMapFirst<F, T, C, U> {
+    type Output = Option<U>;
+    type Acc = Option<U>;
+
+    fn empty_result(&self, _: &C) -> Option<U> {
+        None
+    }
+    fn compute(&self, item: T, ctx: &C) -> Option<U> {
+        (self.f)(item, ctx)
+    }
+    fn process_result(&self, new: Option<U>, acc: Option<U>) -> ControlFlow<Option<U>, Option<U>> {
+        self.merge(acc, new)
+    }
+    fn merge(&self, left: Option<U>, right: Option<U>) -> ControlFlow<Option<U>, Option<U>> {
+        match left.or(right) {
+            found @ Some(_) => Break(found),
+            None => Continue(None),
+        }
+    }
+}
+
 /// Decides whether a predicate holds for any (or for all) items; made by
 /// [`any`] and [`all`].
 ///
@@ -577,6 +635,17 @@ mod tests {
             check_merge_law(&min_by_key(|x: u32, _: &()| (x % 17, x)).stop_at(0), &(), &items, seed).unwrap();
             check_merge_law(&max_by_key(|x: u32, _: &()| (x % 17, x)).stop_at(16), &(), &items, seed).unwrap();
             check_merge_law(&find_first(|x: &u32, _: &()| *x > 150), &(), &items, seed).unwrap();
+            let above = |x: u32, _: &()| (x > 150).then_some((x, x * 2));
+            check_merge_law(&find_map_first(above), &(), &items, seed).unwrap();
+            check_merge_law(
+                &find_map_first(|x: u32, _: &()| (x > 1000).then_some(x)),
+                &(),
+                &items,
+                seed,
+            )
+            .unwrap();
+            let floats: Vec<f64> = items.iter().map(|&x| f64::from(x) * 1e10 - 1e12).collect();
+            check_merge_law(&exact_sum(|x: f64, _: &()| x), &(), &floats, seed).unwrap();
             check_merge_law(&any(|x: &u32, _: &()| *x == 7), &(), &items, seed).unwrap();
             check_merge_law(&all(|x: &u32, _: &()| *x != 7), &(), &items, seed).unwrap();
         }

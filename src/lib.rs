@@ -73,6 +73,94 @@
 //! shortcircuited answer is still an answer that ends at a `Break`, and an
 //! answer without one equals the sequential answer.
 //!
+//! # Reproducible reductions: the same bits everywhere
+//!
+//! A float `merge` is not associative: a sum grouped differently changes
+//! its last bits, and rayon's grouping follows work stealing. The in-order
+//! entry points ([`par_map_reduce_in_order`],
+//! [`IndexedParallelMapReduce::map_reduce_in_order`]), the streamed
+//! [`par_map_reduce_iter`] and `mpi::par_map_reduce` group by a **fixed tree
+//! of leaves** instead: their answer is a function of the items (in order),
+//! `ctx`, the job and the leaf size only — never of the worker count, the
+//! rank count, scheduling, timing, progress bars or stream batches.
+//!
+//! **Leaves.** The input is cut into leaves of `leaf_size` consecutive items
+//! ([`Config::with_leaf_size`], `MAPREDUCE_LEAF_SIZE`); each leaf is folded
+//! left to right from `empty_result`. The automatic size (`0`, the default)
+//! is `clamp(len / 1024, 1, 16384)` for an input of `len` items: 400 coarse
+//! items make 400 leaves that spread over all workers, and no leaf of
+//! ordinary items lasts long. A stream with an exact `size_hint` uses the
+//! same rule; a stream of unknown length has leaves that grow with position:
+//! 1 item for each of the first 16 leaves, then 2, 4, …, doubling every 16
+//! leaves up to 16,384. (A leaf may span a stream's batches: it is what is
+//! folded in one go, not what is held in memory.)
+//!
+//! **The tree: the binary-counter rule.** Leaves are pushed in order onto a
+//! stack; a leaf has height 0. After each push, while the two entries on top
+//! have equal heights, they are replaced by `merge(lower, upper)`, one
+//! higher. When the leaves run out, the stack is collapsed left to right:
+//! `merge(merge(s0, s1), s2)`, and so on. The tree is a row of perfect
+//! binary trees, one per bit of the leaf count, largest first; for 6 leaves:
+//!
+//! ```text
+//!                 collapse
+//!                /        \
+//!           m(0..4)        m(4..6)
+//!           /     \         /   \
+//!      m(0..2)   m(2..4)   L4   L5
+//!      /   \     /   \
+//!     L0   L1   L2   L3
+//! ```
+//!
+//! The leaf rule and this tree are part of the crate's semver contract:
+//! changing either changes answers, and is a breaking change.
+//!
+//! **Break and panics.** In deterministic mode the answer is the one-worker
+//! evaluation of this tree, bottom-up and left to right (leaf 0, leaf 1,
+//! their merge, leaf 2, …), stopping at the first `Break` or panic met in
+//! that order, whether `process_result` or `merge` returns or raises it.
+//! What lies left of it is then collapsed left to right with the event's
+//! own piece (the broken accumulator; or, after a panic in `compute`, the
+//! leaf's items folded before it); a `Break` that this collapse finds wins
+//! over a panic, as it does sequentially. For jobs whose merge law holds
+//! exactly, the answer is [`seq_map_reduce`]'s. Any-order mode is
+//! reproducible when no `Break` occurs.
+//!
+//! **The reference.** [`Config::with_parallel`]`(false)` evaluates the same
+//! tree on one worker: the sequential reference every parallel answer
+//! equals. (`par_map_reduce` under `with_parallel(false)` stays a plain
+//! fold, equal to `seq_map_reduce`: the two differ in the last bits of
+//! non-associative merges.) [`Config::with_oversubscription`] lets tests run
+//! more workers than cores.
+//!
+//! ```
+//! use mapreduce::prelude::*;
+//!
+//! // An order-sensitive float sum: the same bits for 1, 2, 3 and 8 workers.
+//! let sum = |workers| {
+//!     Config::current()
+//!         .with_workers(workers)
+//!         .with_oversubscription(true)
+//!         .scope(|| par_map_reduce_in_order(0..100_000usize, &(), jobs::sum(|i: usize, _: &()| (i as f64).sin() * 1e-3f64.powi((i % 7) as i32))))
+//!         .unwrap()
+//!         .to_bits()
+//! };
+//! assert!([2, 3, 8].iter().all(|&workers| sum(workers) == sum(1)));
+//! ```
+//!
+//! **What is promised, and what is not.** The same bits for the same binary
+//! on the same target, run after run, machine after machine of that target,
+//! whatever the workers or ranks. Not promised: the same bits across CPUs
+//! whose `libm` or fused multiply-add differ (a `sin` in `compute` may
+//! round differently elsewhere), nor through [`par_map_reduce`] over
+//! arbitrary parallel iterators, which keeps rayon's adaptive splitting
+//! (its non-associative merges vary there). Pitfalls a job can still fall
+//! into: iterating a `HashMap` inside an accumulator (its order is random
+//! per process), a random generator in `compute` that is not seeded from
+//! the item, and a nested run inside `compute` that is not itself in order.
+//! For sums that need no tree at all, [`jobs::exact_sum`] is correctly
+//! rounded and order-free: the same bits over any iterator and any split.
+//!
 //! # Configuration
 //!
 //! [`Config`] holds the worker count (PyPhi's `NUMBER_OF_CORES` rule:
@@ -276,7 +364,11 @@ use rayon::iter::{IndexedParallelIterator, IntoParallelIterator, ParallelIterato
 /// Run `job` over `items` with the current [`Config`]: in parallel on the
 /// pool, or one item at a time in order when [`Config::parallel`] is off.
 /// With `deterministic` on (the default) the answer equals
-/// [`seq_map_reduce`]'s, `Break`s and panics included.
+/// [`seq_map_reduce`]'s, `Break`s and panics included, for jobs whose merge
+/// law holds. It keeps rayon's adaptive splitting, which follows work
+/// stealing: a float `merge`, which is not associative, may change its last
+/// bits from run to run. For the same bits every time, use
+/// [`par_map_reduce_in_order`] (or [`jobs::exact_sum`] for float sums).
 ///
 /// ```
 /// use mapreduce::{jobs, par_map_reduce};

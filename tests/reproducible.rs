@@ -382,3 +382,59 @@ proptest! {
         }
     }
 }
+
+/// Hears nothing in particular: its presence makes runs watched.
+struct Watching;
+
+impl mapreduce::ProgressSink for Watching {}
+
+/// The answer of `job` over `0..n` through every reproducible entry point,
+/// worker count and display, as comparable bits.
+fn every_way<J, K>(n: u64, job: &J, key: impl Fn(J::Acc) -> K) -> Vec<(String, K)>
+where
+    J: MapReduce<u64>,
+{
+    let mut found = Vec::new();
+    for workers in [1, 2, 3, 8] {
+        for watched in [false, true] {
+            let mut config = Config::current()
+                .with_workers(workers)
+                .with_oversubscription(true)
+                .with_progress_bars(false);
+            if watched {
+                config = config.with_progress_sink(std::sync::Arc::new(Watching));
+            }
+            let label = format!("{workers} workers, watched {watched}");
+            let in_order = config
+                .clone()
+                .scope(|| par_map_reduce_in_order(indexed_range(0..n), &(), job));
+            found.push((format!("in order, {label}"), key(in_order.unwrap())));
+            let streamed = config.scope(|| par_map_reduce_iter(0..n, &(), job));
+            found.push((format!("streamed, {label}"), key(streamed.unwrap())));
+        }
+    }
+    found
+}
+
+fn assert_all_equal<K: PartialEq + std::fmt::Debug>(found: Vec<(String, K)>) {
+    let (first_label, first) = &found[0];
+    for (label, value) in &found[1..] {
+        assert_eq!(value, first, "{label} differs from {first_label}");
+    }
+}
+
+#[test]
+fn the_same_bits_watched_or_not_for_every_kind_of_accumulator() {
+    let n = 50_000;
+    let sum = FloatSum {
+        stop_above: f64::INFINITY,
+        delay_every: Some(4999),
+    };
+    assert_all_equal(every_way(n, &sum, f64::to_bits));
+    // A float minimum with many ties: the leftmost wins, the same one always.
+    let min = jobs::min_by_key(|i: u64, _: &()| ((common::float_value(i) * 4.0).round(), i));
+    assert_all_equal(every_way(n, &min, |best| best.map(|(key, item)| (key.to_bits(), item))));
+    // A `Vec` accumulator.
+    let collect = jobs::collect(|i: u64, _: &()| common::float_value(i).to_bits());
+    assert_all_equal(every_way(n, &collect, |all| all));
+}

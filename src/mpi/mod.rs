@@ -31,6 +31,14 @@
 //! [`par_map_reduce_in_order`](crate::par_map_reduce_in_order), so a match
 //! near the start is found at once.
 //!
+//! **The same bits on any number of ranks.** Blocks are runs of whole
+//! leaves of the fixed tree (crate docs, "Reproducible reductions"), and
+//! rank 0 joins their results into that tree: the answer is bit for bit
+//! what a single process's `par_map_reduce_in_order` gives with the same
+//! leaf size, on 1 rank or 16, with any workers per rank. Rank 0's leaf
+//! size ([`Config::with_leaf_size`](crate::Config::with_leaf_size), or the
+//! automatic one) rules every rank.
+//!
 //! **Shortcircuit.** A `Break` (or a panic) on any rank stops the handing out
 //! of blocks right of it and cancels the blocks in flight right of it on
 //! every rank, where [`is_cancelled`](crate::is_cancelled) turns true within

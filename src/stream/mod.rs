@@ -59,8 +59,20 @@ const MAX_CHUNK: usize = 1024;
 /// Parallel run over a plain `Iterator` of any length, even unbounded until
 /// a `Break`: read in order, in bounded batches, on the calling thread (the
 /// iterator need not be `Send`); memory does not grow with the length; same
-/// result as [`seq_map_reduce`](crate::seq_map_reduce). Reading stops soon
-/// after a `Break` (at most two batches ahead).
+/// result as [`seq_map_reduce`](crate::seq_map_reduce) for jobs whose merge
+/// law holds. Reading stops soon after a `Break` (at most two batches
+/// ahead).
+///
+/// **The same bits everywhere.** Items are folded in leaves joined by the
+/// fixed tree of the crate docs ("Reproducible reductions"), so the answer
+/// does not depend on the workers, the batches or the timing. A stream whose
+/// `size_hint` is exact has the leaves an indexed input of that length would
+/// have, so it answers the bits of [`par_map_reduce_in_order`](crate::par_map_reduce_in_order)
+/// over the same items; a stream of unknown length has leaves that grow with
+/// position (1 item each for the first 16, then doubling every 16 leaves up
+/// to 16,384). [`Config::with_leaf_size`](crate::Config::with_leaf_size)
+/// fixes them. Under `with_parallel(false)` the same tree is folded on the
+/// calling thread.
 ///
 /// ```
 /// use mapreduce::{jobs, par_map_reduce_iter};

@@ -41,26 +41,20 @@ where
     let config = Config::current();
     config.check()?;
     let items = catch_panic(|| items.into_iter())?;
-    run(items, ctx, &job, &config, None).map(into_value)
+    run(items, ctx, &job, &config).map(into_value)
 }
 
 /// A sequential run of `job` over `items` under `config`, on this thread:
 /// watched (see [`watched`]) when someone watches it, else a plain
-/// [`fold`]. `description` is the job's, when the caller has read it.
-pub(crate) fn run<I, C, J>(
-    items: I,
-    ctx: &C,
-    job: &J,
-    config: &Config,
-    description: Option<&str>,
-) -> Result<ControlFlow<J::Acc, J::Acc>, Error>
+/// [`fold`].
+fn run<I, C, J>(items: I, ctx: &C, job: &J, config: &Config) -> Result<ControlFlow<J::Acc, J::Acc>, Error>
 where
     I: Iterator,
     C: ?Sized,
     J: MapReduce<I::Item, C>,
 {
     if Monitor::wanted(config) {
-        watched(items, ctx, job, config, description)
+        watched(items, ctx, job, config)
     } else {
         fold(items, ctx, job)
     }
@@ -70,23 +64,13 @@ where
 /// exact length (its `size_hint`, asked once) go to the monitor, which this
 /// thread ticks between runs of items ([`fold_watched`]).
 #[inline(never)]
-fn watched<I, C, J>(
-    items: I,
-    ctx: &C,
-    job: &J,
-    config: &Config,
-    description: Option<&str>,
-) -> Result<ControlFlow<J::Acc, J::Acc>, Error>
+fn watched<I, C, J>(items: I, ctx: &C, job: &J, config: &Config) -> Result<ControlFlow<J::Acc, J::Acc>, Error>
 where
     I: Iterator,
     C: ?Sized,
     J: MapReduce<I::Item, C>,
 {
-    let described = match description {
-        Some(description) => Ok(description.to_owned()),
-        None => description_of(job),
-    };
-    let hint = described.and_then(|description| Ok((description, catch_panic(|| items.size_hint())?)));
+    let hint = description_of(job).and_then(|description| Ok((description, catch_panic(|| items.size_hint())?)));
     let (description, hint) = match hint {
         Ok(found) => found,
         Err(err) => {
@@ -131,7 +115,7 @@ fn and_release<I, A>(outcome: Result<A, Error>, items: I) -> Result<A, Error> {
 
 /// Fold `items` on this thread. Nested in a task, it gives up with
 /// [`Error::Cancelled`] once that task is cancelled.
-pub(crate) fn fold<I, C, J>(items: I, ctx: &C, job: &J) -> Result<ControlFlow<J::Acc, J::Acc>, Error>
+fn fold<I, C, J>(items: I, ctx: &C, job: &J) -> Result<ControlFlow<J::Acc, J::Acc>, Error>
 where
     I: Iterator,
     C: ?Sized,

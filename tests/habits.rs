@@ -161,7 +161,7 @@ fn an_impossible_worker_count_fails_every_run_alike() {
             let runs = config.scope(|| {
                 [
                     mapreduce::par_map_reduce(0..10u64, &(), &job),
-                    mapreduce::par_map_reduce_in_order(0..10usize, &(), MapIndex(&job)),
+                    mapreduce::par_map_reduce_in_order(indexed_range(0..10u64), &(), &job),
                     mapreduce::par_map_reduce_iter(0..10u64, &(), &job),
                     mapreduce::seq_map_reduce(0..10u64, &(), &job),
                 ]
@@ -175,26 +175,6 @@ fn an_impossible_worker_count_fails_every_run_alike() {
         }
     }
     assert_eq!(computed.into_inner(), 0, "a run with a bad config computed items");
-}
-
-/// `inner` over `usize` items.
-struct MapIndex<'a, J>(&'a J);
-
-impl<J: MapReduce<u64>> MapReduce<usize> for MapIndex<'_, J> {
-    type Output = J::Output;
-    type Acc = J::Acc;
-    fn empty_result(&self, ctx: &()) -> J::Acc {
-        self.0.empty_result(ctx)
-    }
-    fn compute(&self, item: usize, ctx: &()) -> J::Output {
-        self.0.compute(item as u64, ctx)
-    }
-    fn process_result(&self, new: J::Output, acc: J::Acc) -> ControlFlow<J::Acc, J::Acc> {
-        self.0.process_result(new, acc)
-    }
-    fn merge(&self, left: J::Acc, right: J::Acc) -> ControlFlow<J::Acc, J::Acc> {
-        self.0.merge(left, right)
-    }
 }
 
 #[test]

@@ -532,7 +532,7 @@ fn a_panicking_sink_fails_the_run_and_stops_it() {
                 "in_order",
                 config
                     .clone()
-                    .scope(|| par_map_reduce_in_order(0..2000usize, &(), MapToU64(&job))),
+                    .scope(|| par_map_reduce_in_order(indexed_range(0..2000u64), &(), &job)),
             ),
             (
                 "iter",
@@ -572,26 +572,6 @@ fn a_panicking_sink_fails_the_run_and_stops_it() {
         par_map_reduce(0..100u64, &(), jobs::sum(|x: u64, _: &()| x)).unwrap(),
         4950
     );
-}
-
-/// `inner` over `usize` items.
-struct MapToU64<'a, J>(&'a J);
-
-impl<J: MapReduce<u64>> MapReduce<usize> for MapToU64<'_, J> {
-    type Output = J::Output;
-    type Acc = J::Acc;
-    fn empty_result(&self, ctx: &()) -> J::Acc {
-        self.0.empty_result(ctx)
-    }
-    fn compute(&self, item: usize, ctx: &()) -> J::Output {
-        self.0.compute(item as u64, ctx)
-    }
-    fn process_result(&self, new: J::Output, acc: J::Acc) -> ControlFlow<J::Acc, J::Acc> {
-        self.0.process_result(new, acc)
-    }
-    fn merge(&self, left: J::Acc, right: J::Acc) -> ControlFlow<J::Acc, J::Acc> {
-        self.0.merge(left, right)
-    }
 }
 
 /// An iterator whose `next` panics at its third item and whose `drop`

@@ -6,7 +6,7 @@
 //! that panic only right of the sequential answer), nested runs (parallel
 //! and streamed) up to depth 3, `compute` that runs rayon work of its own
 //! polling its task, runs started from the application's own rayon pool, and
-//! slow items from a seed, and is checked against `seq_map_reduce`:
+//! slow items and leaf sizes from a seed, and is checked against `seq_map_reduce`:
 //! deterministic runs must be identical (panics included), any-order runs
 //! must end at a `Break` or be identical. A failure names its seed; replay
 //! one with `MAPREDUCE_FAULT_SEED=<seed>`. `MAPREDUCE_FAULT_RUNS=20000`
@@ -233,6 +233,8 @@ struct Case {
     input: Input,
     /// Started from a thread of the application's own rayon pool.
     foreign_pool: bool,
+    /// Items per leaf of the in-order and streamed runs (0: automatic).
+    leaf_size: usize,
     job: Faulty,
     /// Also search the items' float keys (NaN, ±0, ±inf among them) for the
     /// smallest, stopping at a bound, with `jobs::min_by_key`.
@@ -343,6 +345,7 @@ impl Case {
             deterministic: rng.chance(60),
             input,
             foreign_pool: rng.chance(15),
+            leaf_size: if rng.chance(50) { 0 } else { 1 + rng.below(64) as usize },
             job,
             float_keys,
         }
@@ -352,6 +355,7 @@ impl Case {
         let config = Config::current()
             .with_workers(self.workers)
             .with_deterministic(self.deterministic)
+            .with_leaf_size(self.leaf_size)
             .with_progress_bars(false);
         self.start_where_drawn(|| config.scope(|| self.input.run(self.len, &self.job)))
     }

@@ -181,8 +181,8 @@ fn one_bit_pattern_when_scheduling_is_perturbed() {
     let expected = match reference(&job, &items, 50).unwrap() {
         Continue(acc) | Break(acc) => acc.to_bits(),
     };
-    for round in 0..3 {
-        for workers in [1, 2, 3, 8] {
+    for round in 0..20 {
+        for workers in [1, 2, 3, 4, 8, 16] {
             assert_eq!(
                 bits(in_order_with(workers, 50, &items, &job)),
                 expected,
@@ -222,7 +222,7 @@ proptest! {
     /// breaks and panics: every worker count gives the one-worker tree.
     #[test]
     fn parallel_equals_the_one_worker_tree(
-        len in prop_oneof![Just(0usize), Just(1), 0usize..200, 0usize..10_000],
+        len in prop_oneof![Just(0usize), Just(1), 0usize..200, 0usize..10_000, 0usize..100_000],
         leaf in prop_oneof![Just(1usize), 1usize..40, 40usize..2000],
         boundary in prop_oneof![Just(None), (0usize..4, 0usize..3).prop_map(Some)],
         breaks in proptest::collection::btree_set(0u64..10_000, 0..3),

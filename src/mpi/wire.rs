@@ -187,6 +187,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn floats_travel_bit_for_bit() {
+        let payload_nan = f64::from_bits(f64::NAN.to_bits() | 0x1234);
+        let values = [
+            -0.0,
+            0.0,
+            payload_nan,
+            -f64::NAN,
+            f64::MIN_POSITIVE / 8.0,
+            f64::INFINITY,
+        ];
+        let back: Vec<f64> = decode_acc(&encode_acc(&values.to_vec()).unwrap()).unwrap();
+        let bits = |values: &[f64]| values.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&back), bits(&values));
+    }
+
+    #[test]
     fn messages_round_trip_compactly() {
         let up = Up::Result {
             start: 600,

@@ -628,3 +628,29 @@ fn a_panicking_iterator_and_drop_do_not_abort() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// Any order, a stream whose leaf spans two batches: a match early in the
+/// second batch, found while the first is still folding, cancels the head
+/// of that leaf; the leaf must still be accounted for when its rest arrives
+/// (it once hit an `unreachable!`).
+#[test]
+fn any_order_streams_keep_a_cancelled_leaf_that_spans_batches() {
+    for round in 0..10 {
+        let job = jobs::find_first(|x: &u64, _: &()| {
+            if (252..256).contains(x) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            *x == 262
+        });
+        // 4 workers: a first batch of 256 items; leaves of 7: leaf 36 holds
+        // items 252..259, across the first two batches, and its head is slow.
+        let found = Config::current()
+            .with_workers(4)
+            .with_oversubscription(true)
+            .with_deterministic(false)
+            .with_leaf_size(7)
+            .with_progress_bars(false)
+            .scope(|| par_map_reduce_iter(0..2000u64, &(), &job));
+        assert_eq!(found.unwrap(), Some(262), "round {round}");
+    }
+}

@@ -475,8 +475,15 @@ fn place<T, J, C>(
     C: ?Sized,
 {
     match part {
-        Part::Done(acc) if !segment.completes => *open = Some((segment.leaf_start, Part::Done(acc))),
+        // Goes on in the next batch: folding, or skipped (any order: an
+        // event in a later batch cancelled it), pushed once it completes.
+        part @ (Part::Done(_) | Part::Skipped) if !segment.completes => *open = Some((segment.leaf_start, part)),
         part => {
+            if !segment.completes {
+                // An event ended the leaf early: what the next batch holds
+                // of it cannot matter.
+                *open = Some((segment.leaf_start, Part::Skipped));
+            }
             stack.push(run, 0, Node::of_leaf(part), FIRST_POSITION + segment.leaf_start);
         }
     }

@@ -9,6 +9,11 @@
 //! python3 benches/ratios.py /tmp/bench-target
 //! ```
 //!
+//! `MAPREDUCE_BENCH_PAIRS=15 cargo bench --bench engine` skips criterion and
+//! times the reproducible in-order figures as interleaved pairs instead (see
+//! [`paired`]): steadier than criterion's medians when the machine's load
+//! moves within seconds.
+//!
 //! Rayon runs on a pool of 2 threads built once; the engine runs under
 //! `Config::current().with_workers(2).with_progress_bars(false)`, so both
 //! have the same number of threads. Every group checks once, before it is
@@ -23,8 +28,8 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::{busy, splitmix64};
-use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, SamplingMode};
-use mapreduce::{par_map_reduce, par_map_reduce_iter, Config, MapReduce};
+use criterion::{criterion_group, BenchmarkGroup, Criterion, SamplingMode};
+use mapreduce::{par_map_reduce, par_map_reduce_in_order, par_map_reduce_iter, Config, MapReduce};
 use rayon::prelude::*;
 use rayon::ThreadPool;
 
@@ -96,6 +101,25 @@ fn rayon_sum(items: Range<u64>, f: impl Fn(u64) -> u64 + Sync + Send) -> u64 {
     rayon_pool().install(|| {
         let flow = items
             .into_par_iter()
+            .try_fold(
+                || 0u64,
+                |acc, i| ControlFlow::<u64, u64>::Continue(acc.wrapping_add(f(i))),
+            )
+            .try_reduce(|| 0, |a, b| Continue(a.wrapping_add(b)));
+        value(flow)
+    })
+}
+
+/// The indexed input of the in-order groups: `0..n` as a `usize` range (an
+/// indexed parallel iterator; rayon's `u64` ranges are not), mapped to `u64`.
+fn indexed(n: u64) -> impl IndexedParallelIterator<Item = u64> {
+    (0..n as usize).into_par_iter().map(|i| i as u64)
+}
+
+/// [`rayon_sum`] over the same items as the in-order runs: [`indexed`].
+fn rayon_sum_indexed(n: u64, f: impl Fn(u64) -> u64 + Sync + Send) -> u64 {
+    rayon_pool().install(|| {
+        let flow = indexed(n)
             .try_fold(
                 || 0u64,
                 |acc, i| ControlFlow::<u64, u64>::Continue(acc.wrapping_add(f(i))),
@@ -474,6 +498,72 @@ fn exact_sum(c: &mut Criterion) {
     group.finish();
 }
 
+/// Reproducible in-order runs (`par_map_reduce_in_order`: leaves, the fixed
+/// tree, blocks of whole leaves) of 2×10^7 tiny items, against hand-written
+/// rayon over the same indexed items (and over a `u64` range, as `tiny_2e7`).
+fn in_order_tiny(c: &mut Criterion) {
+    let engine = engine_config(WORKERS);
+    let run_in_order = || {
+        engine
+            .clone()
+            .scope(|| par_map_reduce_in_order(indexed(black_box(TINY_ITEMS)), &(), Mix).unwrap())
+    };
+    let expected = sequential_sum(0..TINY_ITEMS, splitmix64);
+    assert_eq!(rayon_sum_indexed(TINY_ITEMS, splitmix64), expected);
+    assert_eq!(run_in_order(), expected);
+
+    let mut group = group(c, "in_order_tiny_2e7", Duration::from_secs(3));
+    group.bench_function("rayon", |b| {
+        b.iter(|| rayon_sum_indexed(black_box(TINY_ITEMS), splitmix64))
+    });
+    group.bench_function("engine_in_order", |b| b.iter(run_in_order));
+    group.bench_function("rayon_u64_range", |b| {
+        b.iter(|| rayon_sum(0..black_box(TINY_ITEMS), splitmix64))
+    });
+    group.finish();
+}
+
+/// 200,000 items of about 5 µs each, in order, against rayon.
+fn in_order_medium(c: &mut Criterion) {
+    let rounds = medium_rounds();
+    let engine = engine_config(WORKERS);
+    let run_in_order = || {
+        engine
+            .clone()
+            .scope(|| par_map_reduce_in_order(indexed(black_box(MEDIUM_ITEMS)), &(), Busy { rounds }).unwrap())
+    };
+    let run_rayon = || rayon_sum_indexed(black_box(MEDIUM_ITEMS), |i| busy(i, rounds));
+    assert_eq!(run_in_order(), run_rayon());
+
+    let mut group = group(c, "in_order_medium_5us", Duration::from_secs(5));
+    group.bench_function("rayon", |b| b.iter(run_rayon));
+    group.bench_function("engine_in_order", |b| b.iter(run_in_order));
+    group.finish();
+}
+
+/// 400 items of ~1 ms, in order on two workers, against a sequential loop
+/// (the ratio in order / sequential must stay at or below 1/1.95).
+fn in_order_coarse(c: &mut Criterion) {
+    let rounds = medium_rounds() * 200;
+    let engine = engine_config(WORKERS);
+    let run_in_order = || {
+        engine
+            .clone()
+            .scope(|| par_map_reduce_in_order(indexed(black_box(400)), &(), Busy { rounds }).unwrap())
+    };
+    let run_sequential = || sequential_sum(0..black_box(400u64), |i| busy(i, rounds));
+    assert_eq!(run_in_order(), run_sequential());
+
+    let mut group = group(c, "in_order_coarse_1ms", Duration::from_secs(6));
+    group.bench_function("sequential", |b| b.iter(run_sequential));
+    group.bench_function("engine_in_order", |b| b.iter(run_in_order));
+    // A control: what two rayon threads get out of the machine.
+    group.bench_function("rayon", |b| {
+        b.iter(|| rayon_sum_indexed(black_box(400), |i| busy(i, rounds)))
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     tiny,
@@ -484,6 +574,157 @@ criterion_group!(
     one_worker,
     medium,
     coarse,
-    exact_sum
+    exact_sum,
+    in_order_tiny,
+    in_order_medium,
+    in_order_coarse
 );
-criterion_main!(benches);
+
+/// One figure of the paired mode: a baseline and a variant, with how many
+/// calls each timing spans and the target ratio (variant / baseline).
+struct Pair<'f> {
+    figure: &'static str,
+    calls: usize,
+    target: f64,
+    baseline: Box<dyn Fn() -> u64 + 'f>,
+    variant: Box<dyn Fn() -> u64 + 'f>,
+}
+
+/// The time of `calls` calls of `f`.
+fn timed(calls: usize, f: &dyn Fn() -> u64) -> f64 {
+    let started = Instant::now();
+    for _ in 0..calls {
+        black_box(f());
+    }
+    started.elapsed().as_secs_f64()
+}
+
+/// `MAPREDUCE_BENCH_PAIRS=n`: instead of criterion, time the reproducible
+/// in-order figures as `n` interleaved pairs (baseline then variant, then
+/// variant then baseline, ...), and print per figure the median and min–max
+/// of the pairs' ratios. On a shared machine whose load moves within
+/// seconds, a ratio of two timings taken back to back is steadier than a
+/// ratio of criterion medians taken a minute apart.
+fn paired(pairs: usize) {
+    let engine = engine_config(WORKERS);
+    let rounds = medium_rounds();
+    let job = MixUntil { at: BREAK_AT };
+    let in_order = |f: &dyn Fn() -> u64| engine.clone().scope(f);
+    let first_third_sum = sequential_sum(0..BREAK_AT + 1, splitmix64);
+    let figures = [
+        Pair {
+            figure: "in_order_tiny_2e7: engine_in_order / rayon",
+            calls: 5,
+            target: 1.05,
+            baseline: Box::new(|| rayon_sum_indexed(black_box(TINY_ITEMS), splitmix64)),
+            variant: Box::new(|| {
+                in_order(&|| par_map_reduce_in_order(indexed(black_box(TINY_ITEMS)), &(), Mix).unwrap())
+            }),
+        },
+        Pair {
+            figure: "in_order_medium_5us: engine_in_order / rayon",
+            calls: 1,
+            target: 1.01,
+            baseline: Box::new(|| rayon_sum_indexed(black_box(MEDIUM_ITEMS), |i| busy(i, rounds))),
+            variant: Box::new(|| {
+                in_order(&|| par_map_reduce_in_order(indexed(black_box(MEDIUM_ITEMS)), &(), Busy { rounds }).unwrap())
+            }),
+        },
+        Pair {
+            figure: "in_order_coarse_1ms: engine_in_order / sequential",
+            calls: 1,
+            target: 1.0 / 1.95,
+            baseline: Box::new(|| sequential_sum(0..black_box(400u64), |i| busy(i, rounds * 200))),
+            variant: Box::new(|| {
+                in_order(&|| {
+                    par_map_reduce_in_order(indexed(black_box(400)), &(), Busy { rounds: rounds * 200 }).unwrap()
+                })
+            }),
+        },
+        // Controls for the coarse speedup, which needs two free cores: what
+        // rayon gets out of the machine in the same seconds, and the engine
+        // against it.
+        Pair {
+            figure: "in_order_coarse_1ms: rayon / sequential (control)",
+            calls: 1,
+            target: 1.0 / 1.95,
+            baseline: Box::new(|| sequential_sum(0..black_box(400u64), |i| busy(i, rounds * 200))),
+            variant: Box::new(|| rayon_sum_indexed(black_box(400), |i| busy(i, rounds * 200))),
+        },
+        Pair {
+            figure: "in_order_coarse_1ms: engine_in_order / rayon (control)",
+            calls: 1,
+            target: 1.0,
+            baseline: Box::new(|| rayon_sum_indexed(black_box(400), |i| busy(i, rounds * 200))),
+            variant: Box::new(|| {
+                in_order(&|| {
+                    par_map_reduce_in_order(indexed(black_box(400)), &(), Busy { rounds: rounds * 200 }).unwrap()
+                })
+            }),
+        },
+        Pair {
+            figure: "shortcircuit: engine_in_order_deterministic / rayon_first_third",
+            calls: 5,
+            target: 1.25,
+            baseline: Box::new(|| rayon_sum(0..black_box(BREAK_AT) + 1, splitmix64)),
+            variant: Box::new(|| {
+                in_order(&|| par_map_reduce_in_order(indexed(black_box(SHORTCIRCUIT_ITEMS)), &(), &job).unwrap())
+            }),
+        },
+        // The same ideal with the breaking job's per-item work (the item
+        // carried along and compared), which the plain sum does not pay.
+        Pair {
+            figure: "shortcircuit: engine_in_order_deterministic / rayon_first_third_same_job",
+            calls: 5,
+            target: 1.25,
+            // Rayon's `try_reduce` keeps only the broken piece's sum, so
+            // this baseline checks that it broke and answers the full sum.
+            baseline: Box::new(|| {
+                assert!(rayon_break_at(black_box(BREAK_AT) + 1, BREAK_AT).0);
+                first_third_sum
+            }),
+            variant: Box::new(|| {
+                in_order(&|| par_map_reduce_in_order(indexed(black_box(SHORTCIRCUIT_ITEMS)), &(), &job).unwrap())
+            }),
+        },
+    ];
+    for pair in &figures {
+        assert_eq!(
+            (pair.baseline)(),
+            (pair.variant)(),
+            "{}: the variants disagree",
+            pair.figure
+        );
+        let mut ratios: Vec<f64> = (0..pairs)
+            .map(|i| {
+                if i % 2 == 0 {
+                    let base = timed(pair.calls, &*pair.baseline);
+                    timed(pair.calls, &*pair.variant) / base
+                } else {
+                    let variant = timed(pair.calls, &*pair.variant);
+                    variant / timed(pair.calls, &*pair.baseline)
+                }
+            })
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let median = ratios[ratios.len() / 2];
+        println!(
+            "paired {}: median x{median:.3} [{:.3} - {:.3}] n={}   target <= {:.3} {}",
+            pair.figure,
+            ratios[0],
+            ratios[ratios.len() - 1],
+            ratios.len(),
+            pair.target,
+            if median <= pair.target { "ok" } else { "OVER" }
+        );
+    }
+}
+
+fn main() {
+    if let Some(pairs) = std::env::var("MAPREDUCE_BENCH_PAIRS").ok().and_then(|n| n.parse().ok()) {
+        paired(pairs);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -22,7 +22,7 @@ from pathlib import Path
 # Group -> (baseline bench, {bench: target ratio}), in the order printed.
 GROUPS = {
     "tiny_2e7": ("rayon", {"engine": 1.05}),
-    "shortcircuit": ("rayon_first_third", {"engine_deterministic": 1.25}),
+    "shortcircuit": ("rayon_first_third", {"engine_deterministic": 1.25, "engine_in_order_deterministic": 1.25}),
     "shortcircuit_middle": ("rayon_try_fold_break", {"engine_any_order": 1.10}),
     "small_jobs": ("rayon", {"engine": 1.5}),
     "stream": ("engine_range", {"engine_iter": 1.2}),
@@ -32,6 +32,12 @@ GROUPS = {
     "coarse_1ms": ("sequential", {"engine": 1 / 1.95}),
     # jobs::exact_sum against jobs::sum of f64s, both on the engine.
     "exact_sum_2e7": ("sum", {"exact_sum": 3.0}),
+    # Reproducible in-order runs (par_map_reduce_in_order) against rayon over
+    # the same indexed items, and a sequential loop for the coarse speedup.
+    "in_order_tiny_2e7": ("rayon", {"engine_in_order": 1.05}),
+    "in_order_medium_5us": ("rayon", {"engine_in_order": 1.01}),
+    # Speedup >= 1.95 over sequential: in order / sequential <= 1 / 1.95.
+    "in_order_coarse_1ms": ("sequential", {"engine_in_order": 1 / 1.95}),
     # benches/progress.rs: the same run with bars off, on, and watched by a sink.
     "bars_tiny_2e7": ("bars_off", {"bars_on": 1.03, "sink": 1.03}),
     "bars_tiny_2e9": ("bars_off", {"bars_on": 1.03, "sink": 1.03}),

@@ -182,7 +182,8 @@
 //! ```
 //!
 //! Pools are built once per worker count and reused; their threads are
-//! named `mapreduce-<index>`. A run started on any thread that is not one of
+//! named `mapreduce-<index>` (`mapreduce-<index>of<n>` in a pool of `n`
+//! workers other than all cores). A run started on any thread that is not one of
 //! these workers (the main thread, a thread of the application's own rayon
 //! pool, inside `rayon::scope`) is a top-level run: it honours its config's
 //! worker count, bar and sink. Runs started inside a task are nested: they

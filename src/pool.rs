@@ -1,6 +1,7 @@
 //! Thread pools: one per worker count, built on first use and kept for the
-//! life of the process, with threads named `mapreduce-<index>` and stacks
-//! big enough for deep nesting ([`WORKER_STACK_BYTES`]).
+//! life of the process, with threads named `mapreduce-<index>` (in a pool
+//! smaller or larger than the machine: `mapreduce-<index>of<workers>`) and
+//! stacks big enough for deep nesting ([`WORKER_STACK_BYTES`]).
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -108,13 +109,24 @@ fn pool(workers: usize) -> Result<&'static ThreadPool, Error> {
 fn build(workers: usize) -> Result<ThreadPool, Error> {
     let pool = ThreadPoolBuilder::new()
         .num_threads(workers)
-        .thread_name(|index| format!("mapreduce-{index}"))
+        .thread_name(move |index| thread_name(index, workers))
         .stack_size(WORKER_STACK_BYTES)
         .start_handler(|_| OUR_WORKER.with(|ours| ours.set(true)))
         .build()
         .map_err(|err| Error::ThreadPool(err.to_string()))?;
     log::debug!("built a pool of {workers} worker thread(s)");
     Ok(pool)
+}
+
+/// The name of worker `index` of a pool of `workers`: `mapreduce-<index>`
+/// in the pool of all cores (the default), `mapreduce-<index>of<workers>`
+/// in any other, so that logs and debuggers tell the pools apart.
+fn thread_name(index: usize, workers: usize) -> String {
+    if workers == available_cores() {
+        format!("mapreduce-{index}")
+    } else {
+        format!("mapreduce-{index}of{workers}")
+    }
 }
 
 #[cfg(test)]
@@ -128,11 +140,20 @@ mod tests {
         let name = pool(1)
             .unwrap()
             .install(|| std::thread::current().name().map(str::to_owned));
-        assert_eq!(name.as_deref(), Some("mapreduce-0"));
+        assert_eq!(name.as_deref(), Some(thread_name(0, 1).as_str()));
+        let all = pool(available_cores()).unwrap();
+        assert_eq!(all.current_num_threads(), available_cores());
+        let name = all.install(|| std::thread::current().name().map(str::to_owned));
+        assert!(name.is_some_and(|name| name.starts_with("mapreduce-") && !name.contains("of")));
+    }
+
+    #[test]
+    fn pools_of_other_sizes_say_their_size() {
         assert_eq!(
-            pool(available_cores()).unwrap().current_num_threads(),
-            available_cores()
+            thread_name(3, available_cores() + 5),
+            format!("mapreduce-3of{}", available_cores() + 5)
         );
+        assert_eq!(thread_name(0, available_cores()), "mapreduce-0");
     }
 
     #[test]

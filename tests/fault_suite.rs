@@ -22,33 +22,16 @@ use std::ops::ControlFlow::{self, Break, Continue};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{os_threads, peak_rss_kib, quiet_scripted_panics, SCRIPTED};
+use common::{os_threads, peak_rss_kib, quiet_scripted_panics, Rng, SCRIPTED};
 use mapreduce::prelude::*;
 use mapreduce::{Outcome, ProgressSink};
 
-/// A tiny seeded generator, so that a seed replays its case exactly.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+/// Up to three items (of `len`, a few past it too), `percent` of the time.
+fn draw_set(rng: &mut Rng, len: u64, percent: u64) -> BTreeSet<u64> {
+    if !rng.chance(percent) {
+        return BTreeSet::new();
     }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-    fn set(&mut self, len: u64, percent: u64) -> BTreeSet<u64> {
-        if !self.chance(percent) {
-            return BTreeSet::new();
-        }
-        (0..1 + self.below(3)).map(|_| self.below(len + len / 8 + 1)).collect()
-    }
+    (0..1 + rng.below(3)).map(|_| rng.below(len + len / 8 + 1)).collect()
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -309,7 +292,7 @@ impl Case {
             Input::InOrder,
         ][rng.below(6) as usize];
         let mut job = Faulty {
-            breaks: rng.set(len, 50),
+            breaks: draw_set(&mut rng, len, 50),
             pair_breaks: if rng.chance(25) {
                 // Pairs, some of them adjacent: `(k, k + 1)`.
                 (0..1 + rng.below(3))
@@ -319,12 +302,12 @@ impl Case {
             } else {
                 BTreeSet::new()
             },
-            compute_panics: rng.set(len, 25),
-            process_panics: rng.set(len, 15),
+            compute_panics: draw_set(&mut rng, len, 25),
+            process_panics: draw_set(&mut rng, len, 15),
             merge_panic_at: rng.chance(10).then(|| 1 + rng.below(200) as usize),
             merge_panic_right_of: None,
             slow: if rng.chance(10) {
-                rng.set(len, 100)
+                draw_set(&mut rng, len, 100)
             } else {
                 BTreeSet::new()
             },

@@ -7,6 +7,9 @@
 //! Keys are compared by `to_bits`, so a run that keeps another NaN (each NaN
 //! here carries its index as payload) or `0.0` instead of `-0.0` is caught.
 
+mod common;
+
+use common::Rng;
 use mapreduce::jobs::{self, Keep};
 use mapreduce::testing::check_merge_law;
 use mapreduce::{par_map_reduce, par_map_reduce_in_order, par_map_reduce_iter, seq_map_reduce, Config, MapReduce};
@@ -17,19 +20,6 @@ const LEN: usize = 10_000;
 /// A quiet NaN whose payload names `i`, so two NaNs are told apart by bits.
 fn nan(i: usize) -> f64 {
     f64::from_bits(0x7ff8_0000_0000_0000 | i as u64)
-}
-
-/// A tiny deterministic generator, so the layouts need no dependency.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
 }
 
 /// Key layouts over `LEN` items, named for the failure messages.
@@ -63,7 +53,7 @@ fn layouts() -> Vec<(&'static str, Vec<f64>)> {
         })
         .collect();
     // About one NaN in eight, runs of NaN, ±0.0, ±inf and many ties.
-    let mut rng = SplitMix64(17);
+    let mut rng = Rng(17);
     let scattered: Vec<f64> = (0..LEN)
         .map(|i| match rng.next() % 16 {
             0 | 1 => nan(i),

@@ -35,6 +35,14 @@ pub enum ConfigError {
         /// What is wrong with it, and what would be right.
         reason: String,
     },
+    /// The ranks of an MPI run (feature `mpi`) did not call
+    /// `mpi::par_map_reduce` alike: another number of items, another job or
+    /// accumulator type. Every rank gets this error.
+    #[cfg(feature = "mpi")]
+    RanksDisagree {
+        /// What differs, for example "the job and accumulator types".
+        what: String,
+    },
     /// Another rank of an MPI run (feature `mpi`) cannot run: its own
     /// configuration is invalid.
     #[cfg(feature = "mpi")]
@@ -65,6 +73,11 @@ impl fmt::Display for ConfigError {
             } => write!(f, "environment variable {variable}={value:?} is invalid: {reason}"),
             #[cfg(feature = "mpi")]
             ConfigError::OnRank { rank, reason } => write!(f, "on rank {rank}: {reason}"),
+            #[cfg(feature = "mpi")]
+            ConfigError::RanksDisagree { what } => write!(
+                f,
+                "the MPI ranks disagree on {what}: every rank must run the same job over the same items"
+            ),
         }
     }
 }

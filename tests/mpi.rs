@@ -144,6 +144,17 @@ fn the_same_bits_for_any_rank_and_worker_count() {
     }
 }
 
+/// Ranks that call with other jobs, accumulator types or item counts, and a
+/// panic in rank 0's sink as the run ends: every rank ends with the same
+/// error, and the next run is clean.
+#[test]
+fn every_rank_ends_with_the_same_outcome() {
+    for ranks in [2, 3] {
+        let output = mpirun(ranks, "agree", &[]);
+        assert_checked(&output, ranks, "agree");
+    }
+}
+
 #[test]
 fn random_runs_equal_sequential() {
     let output = mpirun(3, "random", &[]);
@@ -312,6 +323,7 @@ fn rank_program() {
         "many" => many(&world),
         "idle" => idle(&world),
         "reproducible" => reproducible(&world),
+        "agree" => agree(&world),
         other => panic!("unknown case {other}"),
     }
     println!("rank {rank}: checked {case}");
@@ -372,6 +384,44 @@ fn equal(world: &impl Communicator) {
         .expect("some match");
         assert_eq!(found % 97, 96);
     });
+}
+
+/// See `every_rank_ends_with_the_same_outcome`.
+fn agree(world: &impl Communicator) {
+    let rank = world.rank();
+    let disagree = |result: Result<(), Error>| match result {
+        Err(Error::Config(ConfigError::RanksDisagree { what })) => what,
+        other => panic!("rank {rank}: expected the ranks to disagree, got {other:?}"),
+    };
+    // Rank 0 sums, the others collect: each would decode the other's
+    // accumulator as its own.
+    let result = if rank == 0 {
+        mapreduce::mpi::par_map_reduce(world, indexed(0..1000), &(), jobs::sum(|x: u64, _: &()| x)).map(drop)
+    } else {
+        mapreduce::mpi::par_map_reduce(world, indexed(0..1000), &(), jobs::collect(|x: u64, _: &()| x)).map(drop)
+    };
+    assert!(disagree(result).contains("types"));
+    // Another number of items on the last rank.
+    let len = if rank == world.size() - 1 { 999 } else { 1000 };
+    let result = mapreduce::mpi::par_map_reduce(world, indexed(0..len), &(), jobs::sum(|x: u64, _: &()| x)).map(drop);
+    assert!(disagree(result).contains("number of items"));
+    // A panic in rank 0's sink as the run ends fails every rank.
+    struct FailsAtTheEnd;
+    impl ProgressSink for FailsAtTheEnd {
+        fn finish(&self, _: u64, _: Outcome) {
+            panic!("{}: the sink refuses the end", common::SCRIPTED);
+        }
+    }
+    let config = Config::current().with_progress_sink(Arc::new(FailsAtTheEnd));
+    let result =
+        config.scope(|| mapreduce::mpi::par_map_reduce(world, indexed(0..1000), &(), jobs::sum(|x: u64, _: &()| x)));
+    match result {
+        Err(Error::Panicked { message, .. }) => assert!(message.contains("the sink refuses the end"), "{message}"),
+        other => panic!("rank {rank}: expected the sink's panic, got {other:?}"),
+    }
+    // The next run is clean.
+    let total = mapreduce::mpi::par_map_reduce(world, indexed(0..1000), &(), jobs::sum(|x: u64, _: &()| x)).unwrap();
+    assert_eq!(total, 499_500);
 }
 
 /// Float sums whose bits depend on the grouping: the distributed answer is

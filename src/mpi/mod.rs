@@ -98,7 +98,7 @@ use crate::engine::{self, Run};
 use crate::error::{ConfigError, Error, Panic};
 use crate::job::MapReduce;
 use crate::pool;
-use crate::progress::{Monitor, Outcome, Tally};
+use crate::progress::{Monitor, Tally};
 use link::Link;
 use node::Node;
 use wire::{WireOutcome, WirePanic};
@@ -110,7 +110,11 @@ use wire::{WireOutcome, WirePanic};
 /// [module docs](self) for how a run goes.
 ///
 /// Collective: every rank of `comm` must call it, with the same number of
-/// items (it panics on every rank otherwise).
+/// items and the same job (the same job, item and accumulator types, from
+/// the same build); ranks that do not get
+/// [`ConfigError::RanksDisagree`], every
+/// one of them. A rank that skips the call leaves the others waiting, as
+/// any MPI collective does: call it on every rank, or on none.
 ///
 /// ```no_run
 /// use mapreduce::{jobs, mpi};
@@ -138,18 +142,24 @@ where
     let link = Link::new(comm);
     let config = Config::current();
     let workers = prepare(&config);
-    // Agree that every rank can run, and on the number of items.
+    // Agree that every rank can run, on the number of items, and on the
+    // job: its type, its items' and its accumulator's (an SPMD slip that
+    // passed one rank `jobs::sum` and another `jobs::collect` would decode
+    // one accumulator as the other).
     let failed = if workers.is_err() { link.rank as u64 } else { u64::MAX };
-    let agreed = link.all_min(&[failed, len as u64, !(len as u64)]);
+    let kind = fingerprint::<I::Item, J, C>();
+    let agreed = link.all_min(&[failed, len as u64, !(len as u64), kind, !kind]);
     if agreed[0] != u64::MAX {
         return Err(setup_failure(&link, agreed[0] as i32, workers));
     }
+    let disagree = |what: String| Error::Config(ConfigError::RanksDisagree { what });
     let (fewest, most) = (agreed[1], !agreed[2]);
-    assert!(
-        fewest == most,
-        "mapreduce::mpi::par_map_reduce: ranks disagree on the number of items ({fewest} to {most}); \
-         every rank must pass the same items"
-    );
+    if fewest != most {
+        return Err(disagree(format!("the number of items ({fewest} to {most})")));
+    }
+    if agreed[3] != !agreed[4] {
+        return Err(disagree("the job, item or accumulator types".to_owned()));
+    }
     let workers = workers?;
     // Rank 0's config rules the mode and the display; a panic in its sink
     // (user code) fails the run on every rank rather than stranding them.
@@ -196,22 +206,15 @@ where
         tally,
         monitor: &mut monitor,
     };
-    let outcome = items.with_producer(node);
-    let broke = matches!(outcome, Some(Ok(ControlFlow::Break(_))));
-    let answer = share_outcome(&link, outcome);
-    // Every rank has the answer: the sink may hear of it now.
-    if let (Some(monitor), Some(tally)) = (monitor, tally) {
-        let outcome = match &answer {
-            Err(_) => Outcome::Failed,
-            Ok(_) if broke => Outcome::Shortcircuited,
-            Ok(_) => Outcome::Completed,
-        };
-        if let Some(panic) = monitor.finish_as(tally, outcome) {
-            // The answer has been shared already: only rank 0 fails.
-            return Err(panic.into());
+    let mut outcome = items.with_producer(node);
+    // Rank 0's sink hears of the answer before the others are told it, so
+    // that its panic (user code) fails every rank alike.
+    if let (Some(monitor), Some(tally), Some(result)) = (monitor, tally, outcome.as_mut()) {
+        if let Some(panic) = monitor.finish_as(tally, crate::progress::outcome_of(result)) {
+            *result = Err(panic.into());
         }
     }
-    answer
+    share_outcome(&link, outcome)
 }
 
 /// Rank 0: [`init_logging`](crate::init_logging). Other ranks: records
@@ -230,6 +233,20 @@ where
 /// ```
 pub fn init_logging<Comm: Communicator>(comm: &Comm) {
     logs::install(comm.rank());
+}
+
+/// A hash of the job's type, its items' and its accumulator's, the same on
+/// every rank that runs the same build with the same job.
+fn fingerprint<T, J: MapReduce<T, C>, C: ?Sized>() -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    (
+        std::any::type_name::<J>(),
+        std::any::type_name::<T>(),
+        std::any::type_name::<J::Acc>(),
+    )
+        .hash(&mut hasher);
+    hasher.finish()
 }
 
 /// Check the config and build the pool: the number of workers.

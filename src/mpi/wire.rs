@@ -172,8 +172,14 @@ pub(crate) fn encode_acc<A: Serialize>(acc: &A) -> Result<Vec<u8>, String> {
 
 /// Decode an accumulator encoded by [`encode_acc`] (user code too).
 pub(crate) fn decode_acc<A: DeserializeOwned>(bytes: &[u8]) -> Result<A, String> {
-    match catch_unwind(AssertUnwindSafe(|| postcard::from_bytes(bytes))) {
-        Ok(Ok(acc)) => Ok(acc),
+    match catch_unwind(AssertUnwindSafe(|| postcard::take_from_bytes(bytes))) {
+        Ok(Ok((acc, []))) => Ok(acc),
+        // postcard reads what the type asks for: bytes left over mean they
+        // were written as another type.
+        Ok(Ok((_, rest))) => Err(format!(
+            "the accumulator could not be decoded: {} bytes left over (was it encoded as another type?)",
+            rest.len()
+        )),
         Ok(Err(err)) => Err(format!("the accumulator could not be decoded: {err}")),
         Err(payload) => Err(format!(
             "decoding the accumulator panicked: {}",
@@ -185,6 +191,15 @@ pub(crate) fn decode_acc<A: DeserializeOwned>(bytes: &[u8]) -> Result<A, String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_accumulator_of_another_type_is_refused() {
+        // A `Vec<u64>` read as a `u64` decodes its length: refused.
+        let bytes = encode_acc(&vec![3u64, 4, 5]).unwrap();
+        let err = decode_acc::<u64>(&bytes).unwrap_err();
+        assert!(err.contains("left over"), "{err}");
+        assert_eq!(decode_acc::<Vec<u64>>(&bytes).unwrap(), [3, 4, 5]);
+    }
 
     #[test]
     fn floats_travel_bit_for_bit() {

@@ -662,3 +662,37 @@ fn any_order_streams_keep_a_cancelled_leaf_that_spans_batches() {
         assert_eq!(found.unwrap(), Some(262), "round {round}");
     }
 }
+
+/// An input whose `into_iter` panics.
+struct Unopenable;
+
+impl IntoIterator for Unopenable {
+    type Item = u64;
+    type IntoIter = std::ops::Range<u64>;
+    fn into_iter(self) -> Self::IntoIter {
+        panic!("{SCRIPTED}: cannot open")
+    }
+}
+
+#[test]
+fn a_panic_in_into_iter_is_an_error_of_every_sequential_and_streamed_run() {
+    quiet_scripted_panics();
+    let job = jobs::sum(|x: u64, _: &()| x);
+    let sequential = Config::current().with_parallel(false).with_progress_bars(false);
+    let runs = [
+        ("seq", seq_map_reduce(Unopenable, &(), &job)),
+        ("iter", par_map_reduce_iter(Unopenable, &(), &job)),
+        (
+            "sequential iter",
+            sequential.scope(|| par_map_reduce_iter(Unopenable, &(), &job)),
+        ),
+    ];
+    for (entry, run) in runs {
+        match run {
+            Err(Error::Panicked {
+                index: None, message, ..
+            }) => assert!(message.contains("cannot open"), "{entry}"),
+            other => panic!("{entry}: {other:?}"),
+        }
+    }
+}

@@ -13,7 +13,7 @@ use rayon::iter::{IndexedParallelIterator, ParallelIterator};
 
 #[cfg(feature = "mpi")]
 pub(crate) use in_order::{evaluate, Leaves, BLOCKS_AT_MOST, FIRST_BLOCK_PER_WORKER};
-pub(crate) use run::{Part, Piece, Run};
+pub(crate) use run::{Part, Run};
 
 use crate::cancel::{self, Shortcircuit, TaskFrame};
 use crate::config::Config;
@@ -31,7 +31,7 @@ where
     J: MapReduce<P::Item, C>,
 {
     let total = items.opt_len();
-    execute(ctx, job, total, move |run| drive(items, run, Some(0)))
+    execute(ctx, job, total, move |run| drive(items, run))
 }
 
 /// A whole run over an indexed input scanned in growing blocks from its
@@ -142,32 +142,17 @@ fn note_nested_workers(config: &Config, workers: usize) {
     }
 }
 
-/// Drive `items` through `run` on the current thread's pool. `first_index`
-/// is the input index of the first item, used when `items` is indexed.
-pub(crate) fn drive<P, C, J>(
-    items: P,
-    run: &Run<'_, P::Item, J, C>,
-    first_index: Option<usize>,
-) -> Result<ControlFlow<J::Acc, J::Acc>, Error>
+/// Drive `items` through `run` on the current thread's pool. When `items`
+/// has a known length, tasks are split at exact item counts and their
+/// positions are the items' indices (panics name their item).
+fn drive<P, C, J>(items: P, run: &Run<'_, P::Item, J, C>) -> Result<ControlFlow<J::Acc, J::Acc>, Error>
 where
     P: ParallelIterator,
     C: Sync + ?Sized,
     J: MapReduce<P::Item, C>,
 {
-    run.finish(drive_piece(items, run, first_index))
-}
-
-/// [`drive`], stopping short of the answer: the piece that covers `items`,
-/// to be joined with its neighbours (the batches of a stream).
-pub(crate) fn drive_piece<P, C, J>(items: P, run: &Run<'_, P::Item, J, C>, first_index: Option<usize>) -> Piece<J::Acc>
-where
-    P: ParallelIterator,
-    C: Sync + ?Sized,
-    J: MapReduce<P::Item, C>,
-{
-    // Only an input with a known length is split at exact item counts.
-    let first_index = first_index.filter(|_| items.opt_len().is_some());
-    items.drive_unindexed(MapReduceConsumer::new(run, first_index))
+    let first_index = items.opt_len().map(|_| 0);
+    run.finish(items.drive_unindexed(MapReduceConsumer::new(run, first_index)))
 }
 
 /// The accumulator, whether the run broke or not.

@@ -2,9 +2,11 @@
 //! iterable into a list; this reads it in bounded batches).
 //!
 //! The calling thread reads the iterator, in order, into a batch while the
-//! pool folds the batch before it; batch results are merged in order. The
-//! batch buffers are reused for the whole run, so memory stays flat however
-//! long the iterator is.
+//! pool folds the batch before it. Batches hold leaves of the fixed tree
+//! (see [`leaves`]), a leaf possibly spanning batches; the calling thread
+//! pushes the leaves, in order, onto the tree's stack. The batch buffers
+//! are reused for the whole run, so memory stays flat however long the
+//! iterator is.
 //!
 //! What a stream keeps in memory, and by which rule, is documented on
 //! [`par_map_reduce_iter`] ("Memory"): at most `IN_FLIGHT` batches alive,

@@ -1,5 +1,5 @@
 //! Indexed inputs scanned in order, reproducibly: the input is cut into
-//! leaves (see [`tree`](super::tree)), and blocks of whole leaves are
+//! leaves (see [`super::tree`]), and blocks of whole leaves are
 //! evaluated from the start, each one by all workers, so that a search whose
 //! answer lies at item `k` returns after about `k / workers` items' time
 //! wherever `k` falls. Blocks grow as the scan goes; each is a perfect

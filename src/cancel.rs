@@ -36,6 +36,9 @@ pub(crate) struct Shortcircuit {
     /// `merge`, the cancellation of the task that started the run): its
     /// result, whatever the reduction makes of it, is not to be trusted.
     aborted: AtomicBool,
+    /// Set when a [`StopHandle`](crate::StopHandle) or a deadline stopped
+    /// the run (an abort too): it ends with `Error::Stopped`.
+    stopped: AtomicBool,
     deterministic: bool,
     /// The task that started this run, when it is nested in another run.
     parent: Option<Token>,
@@ -46,6 +49,7 @@ impl Shortcircuit {
         Arc::new(Shortcircuit {
             horizon: CachePadded::new(AtomicUsize::new(usize::MAX)),
             aborted: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
             deterministic,
             parent,
         })
@@ -96,6 +100,20 @@ impl Shortcircuit {
     pub(crate) fn abort(&self) {
         self.aborted.store(true, Ordering::Relaxed);
         self.horizon.fetch_min(0, Ordering::Relaxed);
+    }
+
+    /// Stop every task because someone asked the run to stop: an abort
+    /// that the run reports as `Error::Stopped`.
+    pub(crate) fn stop(&self) {
+        // Before the abort: whoever sees the run aborted and asks why reads
+        // this after the joins that order both stores (see `is_aborted`).
+        self.stopped.store(true, Ordering::Relaxed);
+        self.abort();
+    }
+
+    /// Whether [`stop`](Self::stop) was called.
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed)
     }
 
     /// Whether [`abort`](Self::abort) was called. Read after the run's

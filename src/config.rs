@@ -5,9 +5,11 @@ use std::cell::RefCell;
 use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::sync::OnceLock;
+use std::time::Instant;
 
 use crate::error::ConfigError;
 use crate::progress::{ProgressSink, SharedSink};
+use crate::stop::StopHandle;
 use std::sync::Arc;
 
 /// Environment variable for the default worker count (PyPhi: `NUMBER_OF_CORES`).
@@ -89,6 +91,13 @@ pub struct Config {
     leaf_size: usize,
     /// Whether `with_workers(n)` may exceed the machine's cores.
     oversubscription: bool,
+    /// Runs stop when this is pulled.
+    stop: Option<StopHandle>,
+    /// A durable run's own stop handle, its checkpoint's: watched besides
+    /// the user's.
+    durable_stop: Option<StopHandle>,
+    /// Runs stop at this moment.
+    deadline: Option<Instant>,
     /// Environment values that did not parse; reported when a run starts,
     /// forgotten once the setting they concern is set explicitly.
     env_errors: Vec<ConfigError>,
@@ -121,6 +130,9 @@ impl Default for Config {
             stream_buffer: 0,
             leaf_size: 0,
             oversubscription: false,
+            stop: None,
+            durable_stop: None,
+            deadline: None,
             env_errors: Vec::new(),
         }
     }
@@ -494,6 +506,70 @@ impl Config {
     /// ```
     pub fn oversubscription(&self) -> bool {
         self.oversubscription
+    }
+
+    /// Stop runs when `handle` is pulled ([`StopHandle::stop`], from any
+    /// thread): their items in flight see [`is_cancelled`](crate::is_cancelled)
+    /// and they return [`Error::Stopped`](crate::Error::Stopped) promptly,
+    /// nothing saved. A run started after the pull stops at once. Durable
+    /// runs (feature `durable`) stop by their checkpoint's handle, which
+    /// saves the completed prefix first.
+    ///
+    /// ```
+    /// use mapreduce::{jobs, par_map_reduce_in_order, Config, Error, StopHandle};
+    ///
+    /// let stop = StopHandle::new();
+    /// stop.stop();
+    /// let result = Config::current().with_stop(stop).scope(|| {
+    ///     par_map_reduce_in_order(0..1_000_000u64, &(), jobs::count(|_: &u64, _: &()| true))
+    /// });
+    /// assert!(matches!(result, Err(Error::Stopped { done: 0, checkpoint: None })));
+    /// ```
+    pub fn with_stop(mut self, handle: StopHandle) -> Config {
+        self.stop = Some(handle);
+        self
+    }
+
+    /// The handle that stops runs, if any (see [`with_stop`](Self::with_stop)).
+    pub fn stop_handle(&self) -> Option<&StopHandle> {
+        self.stop.as_ref()
+    }
+
+    /// This config, for a durable run whose checkpoint's handle is `handle`.
+    #[cfg_attr(not(feature = "durable"), allow(dead_code))]
+    pub(crate) fn with_durable_stop(mut self, handle: StopHandle) -> Config {
+        self.durable_stop = Some(handle);
+        self
+    }
+
+    /// The stop handles a run watches: the user's and a durable run's.
+    pub(crate) fn stop_handles(&self) -> impl Iterator<Item = &StopHandle> {
+        self.stop.iter().chain(&self.durable_stop)
+    }
+
+    /// Stop runs that are still going at `deadline` with
+    /// [`Error::Stopped`](crate::Error::Stopped), as
+    /// [`with_stop`](Self::with_stop) does: a time limit for one search in a
+    /// batch job, say. A thread of the crate's, asleep until the earliest
+    /// deadline, pulls the cord.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use mapreduce::{jobs, par_map_reduce, Config, Error};
+    ///
+    /// let result = Config::current()
+    ///     .with_deadline(Instant::now() + Duration::from_millis(50))
+    ///     .scope(|| par_map_reduce(0..u64::MAX, &(), jobs::count(|_: &u64, _: &()| false)));
+    /// assert!(matches!(result, Err(Error::Stopped { .. })));
+    /// ```
+    pub fn with_deadline(mut self, deadline: Instant) -> Config {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// When runs stop, if ever (see [`with_deadline`](Self::with_deadline)).
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
     }
 
     /// Tell `sink` how top-level runs progress (start, items done several

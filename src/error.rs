@@ -125,6 +125,24 @@ pub enum Error {
     Cancelled,
     /// The thread pool could not be built (the OS refused to start threads).
     ThreadPool(String),
+    /// The run was stopped on request: by a [`StopHandle`](crate::StopHandle)
+    /// (or, for durable runs, a signal) or by a
+    /// [`Config::with_deadline`](crate::Config::with_deadline). Its items in
+    /// flight saw [`is_cancelled`](crate::is_cancelled).
+    Stopped {
+        /// The items of the completed prefix that a durable run saved (the
+        /// next run with the same checkpoint starts after them); 0 for an
+        /// ordinary run, which saves nothing.
+        done: u64,
+        /// The checkpoint file holding them, for a durable run.
+        checkpoint: Option<std::path::PathBuf>,
+    },
+    /// A durable run's checkpoint could not be used: unreadable, unwritable,
+    /// locked by another process, corrupt, or saved for another search. Its
+    /// [`CheckpointError`](crate::durable::CheckpointError) names the path
+    /// and the reason.
+    #[cfg(feature = "durable")]
+    Checkpoint(crate::durable::CheckpointError),
 }
 
 impl Error {
@@ -241,6 +259,13 @@ impl fmt::Display for Error {
             } => write!(f, "task panicked: {message}"),
             Error::Cancelled => write!(f, "run cancelled: the task that started it was cancelled"),
             Error::ThreadPool(reason) => write!(f, "could not build the thread pool: {reason}"),
+            Error::Stopped {
+                done,
+                checkpoint: Some(path),
+            } => write!(f, "run stopped on request: {done} item(s) saved in {}", path.display()),
+            Error::Stopped { checkpoint: None, .. } => write!(f, "run stopped on request"),
+            #[cfg(feature = "durable")]
+            Error::Checkpoint(err) => write!(f, "{err}"),
         }
     }
 }
@@ -256,6 +281,13 @@ impl fmt::Debug for Error {
                 .finish_non_exhaustive(),
             Error::Cancelled => f.write_str("Cancelled"),
             Error::ThreadPool(reason) => f.debug_tuple("ThreadPool").field(reason).finish(),
+            Error::Stopped { done, checkpoint } => f
+                .debug_struct("Stopped")
+                .field("done", done)
+                .field("checkpoint", checkpoint)
+                .finish(),
+            #[cfg(feature = "durable")]
+            Error::Checkpoint(err) => f.debug_tuple("Checkpoint").field(err).finish(),
         }
     }
 }
@@ -264,6 +296,8 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Config(err) => Some(err),
+            #[cfg(feature = "durable")]
+            Error::Checkpoint(err) => Some(err),
             _ => None,
         }
     }

@@ -317,6 +317,8 @@
 
 mod cancel;
 mod config;
+#[cfg(feature = "durable")]
+pub mod durable;
 mod engine;
 mod error;
 mod job;
@@ -329,6 +331,7 @@ pub mod prelude;
 mod progress;
 mod range;
 mod sequential;
+mod stop;
 mod stream;
 mod sync;
 pub mod testing;
@@ -358,6 +361,7 @@ pub use env_logger;
 /// own (any `log` 0.4 of yours reaches the same logger).
 pub use log;
 pub use sequential::seq_map_reduce;
+pub use stop::StopHandle;
 pub use stream::par_map_reduce_iter;
 
 use rayon::iter::{IndexedParallelIterator, IntoParallelIterator, ParallelIterator};

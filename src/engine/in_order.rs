@@ -10,13 +10,15 @@
 //! cancels what lies right of it at once.
 
 use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
 
 use rayon::iter::plumbing::{Folder, Producer, ProducerCallback};
 use rayon::iter::IndexedParallelIterator;
 
 use super::consumer::MapReduceConsumer;
+use super::prefix::{Done, Prefix};
 use super::run::Run;
-use super::tree::{self, Node, Stack};
+use super::tree::{self, Event, Node, Stack};
 use crate::cancel::FIRST_POSITION;
 use crate::error::{catch_panic, Error};
 use crate::job::MapReduce;
@@ -63,29 +65,63 @@ impl Leaves {
 /// blocks that double, up to `largest`, and near the end the largest power
 /// of two that fits. Each block is the largest power of two that divides
 /// its start, within those bounds, so it is a perfect subtree of the tree.
+#[cfg(test)]
 pub(crate) fn blocks(leaves: usize, first: usize, largest: usize) -> impl Iterator<Item = (usize, u32)> {
-    let largest = largest.max(first);
-    let mut start = 0;
-    std::iter::from_fn(move || {
-        if start >= leaves {
+    let mut blocks = Blocks::new(leaves, 0, first, largest);
+    std::iter::from_fn(move || blocks.next(usize::MAX))
+}
+
+/// The blocks of a scan over the leaves from `from` to `leaves` (see
+/// [`blocks`]), each one asked for with a cap on its size.
+pub(crate) struct Blocks {
+    leaves: usize,
+    start: usize,
+    from: usize,
+    first: usize,
+    largest: usize,
+}
+
+impl Blocks {
+    pub(crate) fn new(leaves: usize, from: usize, first: usize, largest: usize) -> Blocks {
+        Blocks {
+            leaves,
+            start: from,
+            from,
+            first,
+            largest: largest.max(first),
+        }
+    }
+
+    /// The next block, of at most `cap` leaves (a power of two).
+    pub(crate) fn next(&mut self, cap: usize) -> Option<(usize, u32)> {
+        let start = self.start;
+        if start >= self.leaves {
             return None;
         }
-        let mut block = match start {
-            0 => first,
-            _ => (1 << start.trailing_zeros()).min(largest),
-        };
-        while block > leaves - start {
+        // The largest power of two dividing `start` (any, at 0).
+        let aligned = 1usize.checked_shl(start.trailing_zeros()).unwrap_or(usize::MAX);
+        let mut block = if start == self.from {
+            self.first.min(aligned)
+        } else {
+            aligned.min(self.largest)
+        }
+        .min(cap.max(1));
+        while block > self.leaves - start {
             block /= 2;
         }
-        let item = (start, block.trailing_zeros());
-        start += block;
-        Some(item)
-    })
+        self.start += block;
+        Some((start, block.trailing_zeros()))
+    }
 }
 
 /// Drive `items` through `run`, block after block, until the input ends or
-/// an event (a `Break`, a panic, an abort) decides the answer.
-pub(crate) fn drive<P, C, J>(items: P, run: &Run<'_, P::Item, J, C>) -> Result<ControlFlow<J::Acc, J::Acc>, Error>
+/// an event (a `Break`, a panic, an abort) decides the answer. A durable
+/// run's `prefix` says where to start and hears of each prefix completed.
+pub(crate) fn drive<P, C, J>(
+    items: P,
+    run: &Run<'_, P::Item, J, C>,
+    prefix: Option<&mut dyn Prefix<J::Acc>>,
+) -> Result<ControlFlow<J::Acc, J::Acc>, Error>
 where
     P: IndexedParallelIterator,
     C: Sync + ?Sized,
@@ -93,15 +129,16 @@ where
 {
     let len = items.len();
     let leaves = Leaves::new(len, tree::leaf_size(len, run.config.leaf_size()));
-    items.with_producer(Scan { run, leaves })
+    items.with_producer(Scan { run, leaves, prefix })
 }
 
-struct Scan<'r, 'a, T, J: MapReduce<T, C>, C: ?Sized> {
+struct Scan<'r, 'a, 'p, T, J: MapReduce<T, C>, C: ?Sized> {
     run: &'r Run<'a, T, J, C>,
     leaves: Leaves,
+    prefix: Option<&'p mut dyn Prefix<J::Acc>>,
 }
 
-impl<T, J, C> ProducerCallback<T> for Scan<'_, '_, T, J, C>
+impl<T, J, C> ProducerCallback<T> for Scan<'_, '_, '_, T, J, C>
 where
     J: MapReduce<T, C>,
     C: Sync + ?Sized,
@@ -109,25 +146,69 @@ where
     type Output = Result<ControlFlow<J::Acc, J::Acc>, Error>;
 
     fn callback<P: Producer<Item = T>>(self, producer: P) -> Self::Output {
-        let (run, leaves) = (self.run, self.leaves);
+        let (run, leaves, mut prefix) = (self.run, self.leaves, self.prefix);
         let count = leaves.count();
-        let first = (FIRST_BLOCK_PER_WORKER * rayon::current_num_threads()).next_power_of_two();
+        let workers = rayon::current_num_threads();
+        let first = (FIRST_BLOCK_PER_WORKER * workers).next_power_of_two();
         let largest = prev_power_of_two(count / BLOCKS_AT_MOST);
-        let mut stack = Stack::new();
-        let mut rest = Some(producer);
-        for (start, height) in blocks(count, first, largest) {
+        let (mut done, mut stack) = match prefix.as_deref_mut() {
+            Some(prefix) => prefix.start(),
+            None => (Done::default(), Stack::new()),
+        };
+        // A durable run's blocks end often enough to save: each takes at
+        // most its `block_time`, at the pace of the blocks before it (and
+        // holds at least a leaf per worker).
+        let block_time = prefix.as_deref().map(|prefix| prefix.block_time());
+        let mut cap = usize::MAX;
+        let from = done.leaves as usize;
+        let mut rest = Some(producer.split_at(leaves.start(from)).1);
+        let mut blocks = Blocks::new(count, from, first, largest);
+        while let Some((start, height)) = blocks.next(cap) {
             let size = 1 << height;
             let block_items = leaves.items(start, size);
             let (block, tail) = rest.take().expect("the input left").split_at(block_items);
             rest = Some(tail);
+            let began = Instant::now();
             let node = evaluate(run, leaves, block, start, size);
             log::trace!("leaves {start}..{} joined", start + size);
+            if run.state.is_stopped() {
+                // The block was cut short: what it holds is not a prefix.
+                if let Some(prefix) = prefix.as_deref_mut() {
+                    prefix.keep(done, &stack);
+                }
+                return run.settle(Err(Error::Cancelled));
+            }
+            if let (
+                Some(prefix),
+                Node::Ended {
+                    event: Event::Panic(_), ..
+                },
+            ) = (prefix.as_deref_mut(), &node)
+            {
+                // The run fails here: a rerun retries from this block.
+                prefix.keep(done, &stack);
+            }
             if !stack.push(run, height, node, FIRST_POSITION + leaves.start(start)) {
                 break;
+            }
+            done = Done {
+                leaves: (start + size) as u64,
+                items: leaves.start(start + size) as u64,
+            };
+            if let (Some(prefix), Some(block_time)) = (prefix.as_deref_mut(), block_time) {
+                prefix.completed(done, &stack);
+                cap = fitting_block(size, began.elapsed(), block_time, workers);
             }
         }
         stack.finish(run, || catch_panic(|| run.job.empty_result(run.ctx)))
     }
+}
+
+/// The most leaves (a power of two) a block may hold to take at most
+/// `block_time`, when `size` leaves took `took`; at least a leaf per worker.
+fn fitting_block(size: usize, took: Duration, block_time: Duration, workers: usize) -> usize {
+    let fits = (size as u128 * block_time.as_nanos() / took.as_nanos().max(1)).min(usize::MAX as u128) as usize;
+    prev_power_of_two(fits).max(workers.next_power_of_two())
 }
 
 /// The largest power of two at most `n` (1 for 0).

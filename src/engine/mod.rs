@@ -3,6 +3,7 @@
 
 mod consumer;
 mod in_order;
+pub(crate) mod prefix;
 mod run;
 pub(crate) mod tree;
 
@@ -31,7 +32,7 @@ where
     J: MapReduce<P::Item, C>,
 {
     let total = items.opt_len();
-    execute(ctx, job, total, move |run| drive(items, run))
+    execute(ctx, job, total, 0, move |run| drive(items, run))
 }
 
 /// A whole run over an indexed input scanned in growing blocks from its
@@ -43,12 +44,34 @@ where
     J: MapReduce<P::Item, C>,
 {
     let total = items.len();
-    execute(ctx, job, Some(total), move |run| in_order::drive(items, run))
+    execute(ctx, job, Some(total), 0, move |run| in_order::drive(items, run, None))
+}
+
+/// A durable run over an indexed input: scanned in order from where
+/// `prefix` says an earlier run stopped, `prefix` hearing of the progress.
+#[cfg(feature = "durable")]
+pub(crate) fn map_reduce_durable<P, C, J>(
+    items: P,
+    ctx: &C,
+    job: &J,
+    done_before: usize,
+    prefix: &mut dyn prefix::Prefix<J::Acc>,
+) -> Result<J::Acc, Error>
+where
+    P: IndexedParallelIterator,
+    C: Sync + ?Sized,
+    J: MapReduce<P::Item, C>,
+{
+    let total = items.len();
+    execute(ctx, job, Some(total), done_before, move |run| {
+        in_order::drive(items, run, Some(prefix))
+    })
 }
 
 /// Run `driver` as one run of `job` under the current config: on the pool
-/// (or inline when nested), watched by this thread when someone watches.
-fn execute<T, C, J, D>(ctx: &C, job: &J, total: Option<usize>, driver: D) -> Result<J::Acc, Error>
+/// (or inline when nested), watched by this thread when someone watches,
+/// whose display starts at `done_before` items (a resumed run's).
+fn execute<T, C, J, D>(ctx: &C, job: &J, total: Option<usize>, done_before: usize, driver: D) -> Result<J::Acc, Error>
 where
     C: Sync + ?Sized,
     J: MapReduce<T, C>,
@@ -72,7 +95,9 @@ where
         },
     );
     let state = Shortcircuit::new(deterministic, cancel::current_token());
+    crate::stop::watch(&config, &state);
     let tally = Tally::new();
+    tally.add(done_before as u64);
     let Some(mut monitor) = Monitor::for_run(&config, &description, total) else {
         let child = progress::child_for_run(&config, &description, total);
         let run = Run::new(job, ctx, config, state, child.as_ref().map(ChildGuard::tally));

@@ -209,8 +209,14 @@ impl<'a, T, J: MapReduce<T, C>, C: ?Sized> Run<'a, T, J, C> {
         if let Some(panic) = self.failure.lock().take() {
             return Err(panic.into());
         }
+        if self.state.is_stopped() {
+            return Err(Error::Stopped {
+                done: 0,
+                checkpoint: None,
+            });
+        }
         if self.state.is_aborted() {
-            // Only a cancelled parent aborts a run without a failure.
+            // Only a cancelled parent aborts a run without a failure or a stop.
             return Err(Error::Cancelled);
         }
         outcome

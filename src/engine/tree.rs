@@ -176,6 +176,26 @@ impl<A> Stack<A> {
         }
     }
 
+    /// The stack of a run resumed after its first `leaves` leaves, whose
+    /// perfect subtrees' roots are `entries` (heights and accumulators, left
+    /// to right); `None` unless their heights are the binary-counter stack
+    /// of `leaves` leaves: the set bits of `leaves`, highest first.
+    #[cfg_attr(not(feature = "durable"), allow(dead_code))]
+    pub(crate) fn resumed(leaves: u64, entries: Vec<(u32, A)>) -> Option<Stack<A>> {
+        let heights = (0..u64::BITS).rev().filter(|bit| leaves >> bit & 1 == 1);
+        if !entries.iter().map(|(height, _)| *height).eq(heights) {
+            return None;
+        }
+        Some(Stack { entries, ended: None })
+    }
+
+    /// The roots of the perfect subtrees done so far, left to right, with
+    /// their heights: what a durable run saves.
+    #[cfg_attr(not(feature = "durable"), allow(dead_code))]
+    pub(crate) fn entries(&self) -> &[(u32, A)] {
+        &self.entries
+    }
+
     /// Whether an event ended the evaluation: nothing more is pushed.
     pub(crate) fn has_ended(&self) -> bool {
         self.ended.is_some()

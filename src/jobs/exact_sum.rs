@@ -32,7 +32,7 @@ const EXP_MASK: u64 = 0x7ff;
 const NEGATIVE_ZERO: u64 = 0x8000_0000_0000_0000;
 /// A deserialized top limb must be below this in magnitude (`2^1098`, far
 /// beyond any sum of `2^64` finite values), so merges cannot overflow it.
-#[cfg(feature = "mpi")]
+#[cfg(any(feature = "mpi", feature = "durable"))]
 const TOP_LIMB_BOUND: i64 = 1 << 61;
 
 /// The exact sum of any number of `f64`s, rounded once, correctly, when
@@ -347,7 +347,7 @@ impl FromIterator<f64> for ExactSum {
 
 /// What travels between ranks (feature `mpi`): the canonical limbs and the
 /// flags, checked on arrival.
-#[cfg(feature = "mpi")]
+#[cfg(any(feature = "mpi", feature = "durable"))]
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Wire {
     limbs: Vec<i64>,
@@ -357,7 +357,7 @@ struct Wire {
     only_negative_zeros: bool,
 }
 
-#[cfg(feature = "mpi")]
+#[cfg(any(feature = "mpi", feature = "durable"))]
 impl serde::Serialize for ExactSum {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let (limbs, [positive_infinity, negative_infinity, nan, only_negative_zeros]) = self.canonical();
@@ -372,7 +372,7 @@ impl serde::Serialize for ExactSum {
     }
 }
 
-#[cfg(feature = "mpi")]
+#[cfg(any(feature = "mpi", feature = "durable"))]
 impl<'de> serde::Deserialize<'de> for ExactSum {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<ExactSum, D::Error> {
         use serde::de::Error;
@@ -591,7 +591,7 @@ mod tests {
         }
     }
 
-    #[cfg(feature = "mpi")]
+    #[cfg(any(feature = "mpi", feature = "durable"))]
     #[test]
     fn travels_through_postcard_and_rejects_bad_limbs() {
         for values in [interesting(), vec![], vec![-0.0], vec![-1e300, 2.5, f64::from_bits(1)]] {

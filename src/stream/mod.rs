@@ -274,6 +274,7 @@ where
     J: MapReduce<I::Item, C>,
 {
     let state = Shortcircuit::new(config.deterministic(), cancel::current_token());
+    crate::stop::watch(config, &state);
     let run = Run::new(job, ctx, config.clone(), Arc::clone(&state), tally);
     let slots: [Slot<I::Item, J::Acc>; IN_FLIGHT] = std::array::from_fn(|_| Slot {
         folded: Mutex::new(None),

@@ -1,0 +1,276 @@
+//! Where checkpoints live on disk: the advisory lock that keeps a second
+//! process off a file, crash-safe replacement of the file, and the thread
+//! that writes periodic checkpoints off the run's path.
+//!
+//! **Crash safety.** A checkpoint is written to `.<name>.tmp` beside it,
+//! flushed to disk (`fsync`), renamed over the old one, and the directory is
+//! flushed, so that a kill or a power cut at any moment leaves the old file
+//! or the new one, whole. Hand-written rather than from a crate:
+//! `tempfile::persist` does not flush, and `atomicwrites` (which does)
+//! writes each file into a fresh randomly named directory, which a `kill -9`
+//! leaves behind on every kill; under our lock, one fixed temporary name is
+//! safe and a kill leaves at most that one file, replaced by the next write.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex};
+
+use super::error::{CheckpointError, CheckpointProblem};
+
+/// The lock on a checkpoint, held for a run: `<path>.lock`, locked with
+/// `flock`. The lock file stays behind (removing it would race another
+/// process opening it); it is empty.
+pub(crate) struct Lock {
+    _file: File,
+}
+
+impl Lock {
+    /// Lock the checkpoint at `path`, creating its lock file: this also
+    /// shows that its directory is writable.
+    pub(crate) fn take(path: &Path) -> Result<Lock, CheckpointError> {
+        if path.is_dir() {
+            return Err(CheckpointError::new(path, CheckpointProblem::IsADirectory));
+        }
+        let lock_path = sibling(path, "", ".lock");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|err| CheckpointError::io(path, "cannot create its lock file", err))?;
+        match fs4::FileExt::try_lock(&file) {
+            Ok(()) => Ok(Lock { _file: file }),
+            Err(fs4::TryLockError::WouldBlock) => Err(CheckpointError::new(path, CheckpointProblem::Locked)),
+            Err(fs4::TryLockError::Error(err)) => Err(CheckpointError::io(path, "cannot lock its lock file", err)),
+        }
+    }
+}
+
+/// `<dir>/<prefix><name><suffix>` for the checkpoint `<dir>/<name>`.
+fn sibling(path: &Path, prefix: &str, suffix: &str) -> PathBuf {
+    let mut name = std::ffi::OsString::from(prefix);
+    name.push(path.file_name().unwrap_or_default());
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+/// The bytes of the checkpoint at `path`, or `None` if there is none.
+pub(crate) fn read(path: &Path) -> Result<Option<Vec<u8>>, CheckpointError> {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(CheckpointError::io(path, "cannot open it", err)),
+    };
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|err| CheckpointError::io(path, "cannot read it", err))?;
+    Ok(Some(bytes))
+}
+
+/// Replace the checkpoint at `path` by `bytes`, crash-safely (see the
+/// module docs).
+pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
+    let temporary = sibling(path, ".", ".tmp");
+    let fail = |doing| move |err| CheckpointError::io(path, doing, err);
+    let mut file = File::create(&temporary).map_err(fail("cannot create its temporary file"))?;
+    let half = bytes.len() / 2;
+    file.write_all(&bytes[..half]).map_err(fail("cannot write it"))?;
+    pause_for_tests();
+    file.write_all(&bytes[half..]).map_err(fail("cannot write it"))?;
+    // On macOS, `sync_all` is `F_FULLFSYNC`: the data reach the disk itself.
+    file.sync_all().map_err(fail("cannot flush it to disk"))?;
+    drop(file);
+    fs::rename(&temporary, path).map_err(fail("cannot move its new version into place"))?;
+    sync_directory(path).map_err(fail("cannot flush its directory to disk"))
+}
+
+/// Flush the directory holding `path`, so that a rename into it survives a
+/// power cut.
+fn sync_directory(path: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        let parent = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        File::open(parent)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(())
+    }
+}
+
+/// Tests land kills inside a write: `MAPREDUCE_TEST_CHECKPOINT_PAUSE_MS`
+/// pauses each write halfway through its temporary file. Not for users.
+fn pause_for_tests() {
+    static PAUSE: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
+    let pause = PAUSE.get_or_init(|| {
+        std::env::var("MAPREDUCE_TEST_CHECKPOINT_PAUSE_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map(std::time::Duration::from_millis)
+    });
+    if let Some(pause) = pause {
+        std::thread::sleep(*pause);
+    }
+}
+
+/// The thread that writes a run's periodic checkpoints, so that the run's
+/// workers never wait for a disk. The newest checkpoint handed to it
+/// replaces one not yet written.
+pub(crate) struct Writer {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    path: PathBuf,
+    slot: Mutex<Slot>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Slot {
+    /// The next checkpoint to write.
+    pending: Option<Vec<u8>>,
+    /// Whether a write is going on.
+    writing: bool,
+    /// The outcome of the last write.
+    last: Option<Result<(), CheckpointError>>,
+    closed: bool,
+}
+
+impl Writer {
+    pub(crate) fn start(path: &Path) -> Result<Writer, CheckpointError> {
+        let shared = Arc::new(Shared {
+            path: path.to_owned(),
+            slot: Mutex::new(Slot::default()),
+            changed: Condvar::new(),
+        });
+        let serving = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("mapreduce-checkpoint".into())
+            .spawn(move || serving.serve())
+            .map_err(|err| CheckpointError::io(path, "cannot start the thread that writes it", err))?;
+        Ok(Writer {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Write `bytes` soon, instead of any checkpoint still waiting.
+    pub(crate) fn submit(&self, bytes: Vec<u8>) {
+        self.shared.slot.lock().pending = Some(bytes);
+        self.shared.changed.notify_all();
+    }
+
+    /// Wait until everything submitted is written: the outcome of the last
+    /// write (`Ok` if there was none).
+    pub(crate) fn flush(&self) -> Result<(), CheckpointError> {
+        let mut slot = self.shared.slot.lock();
+        while slot.pending.is_some() || slot.writing {
+            self.shared.changed.wait(&mut slot);
+        }
+        slot.last.take().unwrap_or(Ok(()))
+    }
+}
+
+impl Shared {
+    fn serve(&self) {
+        let mut slot = self.slot.lock();
+        loop {
+            if let Some(bytes) = slot.pending.take() {
+                slot.writing = true;
+                let outcome = parking_lot::MutexGuard::unlocked(&mut slot, || write(&self.path, &bytes));
+                if let Err(err) = &outcome {
+                    log::warn!("{err}; the next checkpoint tries again");
+                }
+                slot.writing = false;
+                slot.last = Some(outcome);
+                self.changed.notify_all();
+            } else if slot.closed {
+                return;
+            } else {
+                self.changed.wait(&mut slot);
+            }
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.shared.slot.lock().closed = true;
+        self.shared.changed.notify_all();
+        if let Some(thread) = self.thread.take() {
+            // The thread catches nothing: a panic there is a bug of ours,
+            // already printed by the panic hook.
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("mapreduce-store-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn writes_replace_the_file_and_leave_no_temporary() {
+        let dir = scratch("replace");
+        let path = dir.join("run.ckpt");
+        assert_eq!(read(&path).unwrap(), None);
+        write(&path, b"one").unwrap();
+        write(&path, b"two!").unwrap();
+        assert_eq!(read(&path).unwrap().unwrap(), b"two!");
+        let mut names: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        names.sort();
+        assert_eq!(names, ["run.ckpt"]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_second_lock_on_one_file_is_refused_until_the_first_is_dropped() {
+        let dir = scratch("lock");
+        let path = dir.join("run.ckpt");
+        let first = Lock::take(&path).unwrap();
+        let err = Lock::take(&path).map(drop).unwrap_err();
+        assert!(matches!(err.problem(), CheckpointProblem::Locked), "{err}");
+        drop(first);
+        Lock::take(&path).unwrap();
+        let err = Lock::take(&dir).map(drop).unwrap_err();
+        assert!(matches!(err.problem(), CheckpointProblem::IsADirectory), "{err}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_writer_writes_the_newest_and_reports_failures() {
+        let dir = scratch("writer");
+        let path = dir.join("run.ckpt");
+        let writer = Writer::start(&path).unwrap();
+        for i in 0..50u8 {
+            writer.submit(vec![i; 100]);
+        }
+        writer.flush().unwrap();
+        assert_eq!(read(&path).unwrap().unwrap(), vec![49; 100]);
+        drop(writer);
+        // A directory that does not exist: the write fails, and says so.
+        let writer = Writer::start(&dir.join("missing").join("run.ckpt")).unwrap();
+        writer.submit(vec![1]);
+        let err = writer.flush().unwrap_err();
+        assert!(err.to_string().contains("missing"), "{err}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -521,7 +521,7 @@ impl Config {
     /// let stop = StopHandle::new();
     /// stop.stop();
     /// let result = Config::current().with_stop(stop).scope(|| {
-    ///     par_map_reduce_in_order(0..1_000_000u64, &(), jobs::count(|_: &u64, _: &()| true))
+    ///     par_map_reduce_in_order(0..1_000_000usize, &(), jobs::count(|_: &usize, _: &()| true))
     /// });
     /// assert!(matches!(result, Err(Error::Stopped { done: 0, checkpoint: None })));
     /// ```

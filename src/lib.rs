@@ -227,6 +227,12 @@
 //! assert_eq!(par_map_reduce_in_order(10..5000u32, &(), job).unwrap(), Some(1009));
 //! ```
 //!
+//! **Stopping a run from outside.** [`Config::with_stop`] gives runs a
+//! [`StopHandle`]; pulling it (from any thread) cancels the items in flight
+//! and ends the run with [`Error::Stopped`]. [`Config::with_deadline`] does
+//! the same at a moment. Durable runs (feature `durable`, below) save their
+//! completed prefix before they return.
+//!
 //! # Errors
 //!
 //! A panic in `compute`, `process_result`, `merge` or `empty_result` (or in
@@ -291,6 +297,17 @@
 //! anywhere stops every rank, and every rank returns the sequential answer;
 //! `mapreduce::mpi::init_logging` prints every rank's log lines on rank 0.
 //! See the README's "Running on a cluster" and the module's own docs.
+//!
+//! # Long runs (feature `durable`)
+//!
+//! With the `durable` cargo feature,
+//! [`durable::par_map_reduce_durable`](crate::durable) and
+//! `durable::par_map_reduce_iter_durable` save a run's completed prefix (the
+//! leaves of the fixed tree done, and their pending accumulators) to a
+//! checkpoint file every interval, on Ctrl-C, SIGTERM or SIGUSR1 when asked,
+//! and when it ends; the same command, run again, resumes and returns the
+//! bits an uninterrupted run returns. See the module's docs and the README's
+//! "Long runs".
 //!
 //! # Coming from PyPhi
 //!

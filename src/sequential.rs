@@ -8,7 +8,7 @@
 use std::ops::ControlFlow::{self, Break, Continue};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::cancel::{self, Token};
+use crate::cancel::{self, Shortcircuit, Token};
 use crate::config::Config;
 use crate::engine::{description_of, into_value};
 use crate::error::{catch_panic, Error, Panic};
@@ -53,10 +53,13 @@ where
     C: ?Sized,
     J: MapReduce<I::Item, C>,
 {
+    // Stopped by a handle or a deadline: looked at per item.
+    let stop = crate::stop::watched_state(config);
+    let stop = stop.as_deref();
     if Monitor::wanted(config) {
-        watched(items, ctx, job, config)
+        watched(items, ctx, job, config, stop)
     } else {
-        fold(items, ctx, job)
+        fold(items, ctx, job, stop)
     }
 }
 
@@ -64,7 +67,13 @@ where
 /// exact length (its `size_hint`, asked once) go to the monitor, which this
 /// thread ticks between runs of items ([`fold_watched`]).
 #[inline(never)]
-fn watched<I, C, J>(items: I, ctx: &C, job: &J, config: &Config) -> Result<ControlFlow<J::Acc, J::Acc>, Error>
+fn watched<I, C, J>(
+    items: I,
+    ctx: &C,
+    job: &J,
+    config: &Config,
+    stop: Option<&Shortcircuit>,
+) -> Result<ControlFlow<J::Acc, J::Acc>, Error>
 where
     I: Iterator,
     C: ?Sized,
@@ -85,14 +94,14 @@ where
         _ => None,
     };
     let Some(mut monitor) = Monitor::for_run(config, &description, total) else {
-        return fold(items, ctx, job);
+        return fold(items, ctx, job, stop);
     };
     let tally = Tally::new();
     let outcome = if monitor.failed() {
         // The sink panicked as the run started: nothing runs.
         release(items).and(Err(Error::Cancelled))
     } else {
-        fold_watched(items, ctx, job, &tally, &mut monitor)
+        fold_watched(items, ctx, job, &tally, &mut monitor, stop)
     };
     // The sink's panic, if it panicked, in place of the cancellation.
     monitor.finish(&tally, outcome)
@@ -114,8 +123,9 @@ fn and_release<I, A>(outcome: Result<A, Error>, items: I) -> Result<A, Error> {
 }
 
 /// Fold `items` on this thread. Nested in a task, it gives up with
-/// [`Error::Cancelled`] once that task is cancelled.
-fn fold<I, C, J>(items: I, ctx: &C, job: &J) -> Result<ControlFlow<J::Acc, J::Acc>, Error>
+/// [`Error::Cancelled`] once that task is cancelled; with [`Error::Stopped`]
+/// once `stop` is.
+fn fold<I, C, J>(items: I, ctx: &C, job: &J, stop: Option<&Shortcircuit>) -> Result<ControlFlow<J::Acc, J::Acc>, Error>
 where
     I: Iterator,
     C: ?Sized,
@@ -135,8 +145,8 @@ where
     let flow = catch_unwind(AssertUnwindSafe(move || {
         let mut acc = acc;
         for item in iter {
-            if parent.as_ref().is_some_and(Token::is_cancelled) {
-                return Err(Error::Cancelled);
+            if let Some(err) = interrupted(parent.as_ref(), stop) {
+                return Err(err);
             }
             match job.process_result(job.compute(item, ctx), acc) {
                 Continue(next) => acc = next,
@@ -161,6 +171,7 @@ fn fold_watched<I, C, J>(
     job: &J,
     tally: &Tally,
     monitor: &mut Monitor,
+    stop: Option<&Shortcircuit>,
 ) -> Result<ControlFlow<J::Acc, J::Acc>, Error>
 where
     I: Iterator,
@@ -185,8 +196,8 @@ where
             let run_length = progress.next_run(None).unwrap_or(usize::MAX);
             let run_start = *counter;
             for item in items.by_ref().take(run_length) {
-                if parent.as_ref().is_some_and(Token::is_cancelled) {
-                    return Err(Error::Cancelled);
+                if let Some(err) = interrupted(parent.as_ref(), stop) {
+                    return Err(err);
                 }
                 match job.process_result(job.compute(item, ctx), acc) {
                     Continue(next) => acc = next,
@@ -212,4 +223,20 @@ where
     publisher.flush(folded);
     let outcome = flow.unwrap_or_else(|payload| Err(Panic::new(Some(folded), payload).into()));
     and_release(outcome, items)
+}
+
+/// Why a sequential run must end before its next item, if it must: the
+/// task it is nested in was cancelled, or someone stopped it.
+#[inline]
+fn interrupted(parent: Option<&Token>, stop: Option<&Shortcircuit>) -> Option<Error> {
+    if parent.is_some_and(Token::is_cancelled) {
+        return Some(Error::Cancelled);
+    }
+    if stop.is_some_and(Shortcircuit::is_stopped) {
+        return Some(Error::Stopped {
+            done: 0,
+            checkpoint: None,
+        });
+    }
+    None
 }

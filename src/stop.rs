@@ -117,6 +117,18 @@ pub(crate) fn watch(config: &Config, run: &Arc<Shortcircuit>) {
     }
 }
 
+/// For a run without a shortcircuit state of its own (a sequential one): a
+/// state that the stop handles and the deadline of `config` stop, if it has
+/// any.
+pub(crate) fn watched_state(config: &Config) -> Option<Arc<Shortcircuit>> {
+    if config.stop_handles().next().is_none() && config.deadline().is_none() {
+        return None;
+    }
+    let state = Shortcircuit::new(true, None);
+    watch(config, &state);
+    Some(state)
+}
+
 /// The thread that stops runs at their deadlines: one for the process,
 /// started by the first run that has a deadline, asleep until the earliest.
 struct Timer {

@@ -7,10 +7,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mapreduce::durable::{par_map_reduce_durable, Checkpoint, CheckpointError, CheckpointProblem};
-use mapreduce::{indexed_range, jobs, par_map_reduce_in_order, Config, Error, MapReduce, StopHandle};
+use mapreduce::{indexed_range, jobs, par_map_reduce_in_order, Config, Error, MapReduce};
 
 /// A fresh directory for one test's files.
 fn scratch(name: &str) -> PathBuf {
@@ -324,34 +324,98 @@ fn unusable_paths_fail_at_the_start() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// An iterator of unknown length (its `size_hint` is not exact).
+fn unknown_length(n: u64) -> impl Iterator<Item = u64> {
+    (0..n).filter(|_| true)
+}
+
 #[test]
-fn ordinary_runs_stop_by_handle_and_by_deadline() {
-    let stop = StopHandle::new();
-    let cord = stop.clone();
-    let result = Config::current().with_progress_bars(false).with_stop(stop).scope(|| {
-        par_map_reduce_in_order(
-            indexed_range(0..u64::MAX / 2),
-            &(),
-            jobs::count(move |x: &u64, _: &()| {
-                if *x == 100_000 {
-                    cord.stop();
+fn streams_stopped_and_resumed_answer_the_uninterrupted_bits() {
+    use mapreduce::durable::par_map_reduce_iter_durable;
+    let dir = scratch("stream");
+    for exact in [true, false] {
+        let path = dir.join(format!("stream-{exact}.ckpt"));
+        let input = move || -> Box<dyn Iterator<Item = u64> + Send> {
+            if exact {
+                Box::new(0..N)
+            } else {
+                Box::new(unknown_length(N))
+            }
+        };
+        let plain = || jobs::sum(|x: u64, _: &()| common::float_value(x));
+        let uninterrupted = Config::current()
+            .with_progress_bars(false)
+            .scope(|| mapreduce::par_map_reduce_iter(input(), &(), plain()))
+            .unwrap();
+        let calls = Arc::new(AtomicU64::new(0));
+        let mut rounds = 0u64;
+        let answer = loop {
+            rounds += 1;
+            assert!(rounds < 200, "no progress");
+            let checkpoint = Checkpoint::new(&path, "stream sum").every(Duration::ZERO);
+            let stop = checkpoint.stop_handle();
+            let before = calls.load(Ordering::Relaxed);
+            let watched = Arc::clone(&calls);
+            let job = jobs::sum(move |x: u64, _: &()| {
+                if watched.fetch_add(1, Ordering::Relaxed) == before + 25_000 {
+                    stop.stop();
                 }
-                false
-            }),
+                common::float_value(x)
+            });
+            let workers = 1 + (rounds % 2) as isize;
+            let result = Config::current()
+                .with_progress_bars(false)
+                .with_workers(workers)
+                .scope(|| par_map_reduce_iter_durable(input(), &(), job, &checkpoint));
+            match result {
+                Ok(sum) => break sum,
+                Err(Error::Stopped { .. }) => {}
+                Err(other) => panic!("{other}"),
+            }
+        };
+        assert!(rounds > 3, "only {rounds} round(s)");
+        assert_eq!(answer.to_bits(), uninterrupted.to_bits(), "exact length: {exact}");
+        // Done is remembered.
+        let again = Config::current().with_progress_bars(false).scope(|| {
+            par_map_reduce_iter_durable(input(), &(), counted_sum(&calls), &Checkpoint::new(&path, "stream sum"))
+        });
+        let computed = calls.load(Ordering::Relaxed);
+        assert_eq!(again.unwrap().to_bits(), uninterrupted.to_bits());
+        assert_eq!(calls.load(Ordering::Relaxed), computed);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_stream_shorter_than_its_saved_prefix_is_refused() {
+    use mapreduce::durable::par_map_reduce_iter_durable;
+    let dir = scratch("short");
+    let path = dir.join("c.ckpt");
+    let checkpoint = Checkpoint::new(&path, "count").every(Duration::ZERO);
+    let stop = checkpoint.stop_handle();
+    let job = jobs::count(move |x: &u64, _: &()| {
+        if *x == 50_000 {
+            stop.stop();
+        }
+        true
+    });
+    let first = quiet(|| par_map_reduce_iter_durable(unknown_length(100_000), &(), job, &checkpoint));
+    let Err(Error::Stopped { done, .. }) = first else {
+        panic!("{first:?}")
+    };
+    assert!(done > 0, "nothing saved");
+    let short = quiet(|| {
+        par_map_reduce_iter_durable(
+            unknown_length(done - 1),
+            &(),
+            jobs::count(|_: &u64, _: &()| true),
+            &Checkpoint::new(&path, "count"),
         )
     });
-    assert!(matches!(
-        result,
-        Err(Error::Stopped {
-            done: 0,
-            checkpoint: None
-        })
-    ));
-    let started = Instant::now();
-    let result = Config::current()
-        .with_progress_bars(false)
-        .with_deadline(Instant::now() + Duration::from_millis(100))
-        .scope(|| mapreduce::par_map_reduce_iter(0u64.., &(), jobs::count(|_: &u64, _: &()| false)));
-    assert!(matches!(result, Err(Error::Stopped { .. })), "{result:?}");
-    assert!(started.elapsed() < Duration::from_secs(30));
+    let err = checkpoint_error(short.unwrap_err());
+    assert!(
+        matches!(err.problem(), CheckpointProblem::InputTooShort { .. }),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -115,6 +115,7 @@ use crate::engine::prefix::{Done, Prefix};
 use crate::engine::tree::{self, Stack};
 use crate::error::{catch_panic, Error};
 use crate::job::MapReduce;
+use crate::stream;
 use crate::StopHandle;
 use file::{Input, Meta, State, StateRef};
 
@@ -255,13 +256,121 @@ where
         deterministic: config.deterministic(),
         saved_at: 0,
     };
-    let session = Session::open(checkpoint, meta, &config)?;
-    let (done, stack) = match session.load::<J::Acc>()? {
+    let session = Session::open(checkpoint, meta)?;
+    let leaves = crate::engine::Leaves::new(len, tree::leaf_size(len, config.leaf_size()));
+    let items_in = |done: u64| (done <= leaves.count() as u64).then(|| leaves.start(done as usize) as u64);
+    let (done, stack) = match session.load::<J::Acc>(items_in)? {
         Loaded::Finished(answer) => return Ok(answer),
         Loaded::Running(done, stack) => (done, stack),
     };
     session.run(config, done, stack, |saver| {
         crate::engine::map_reduce_durable(items, ctx, &job, done.items as usize, saver)
+    })
+}
+
+/// [`par_map_reduce_iter`](crate::par_map_reduce_iter), durable: like
+/// [`par_map_reduce_durable`], for a plain iterator. A resume reads and
+/// drops the saved prefix's items (without computing them), so the
+/// iterator must yield the same items in the same order on every run: a
+/// file, a generator with a fixed seed, a range. The input's length, when
+/// its `size_hint` is exact, is part of what a checkpoint must match;
+/// an input that ends before the saved prefix does is
+/// [`Error::Checkpoint`] ([`CheckpointProblem::InputTooShort`]).
+///
+/// ```
+/// use mapreduce::durable::{par_map_reduce_iter_durable, Checkpoint};
+/// use mapreduce::jobs;
+///
+/// let path = std::env::temp_dir().join(format!("mapreduce-doc-iter-{}.ckpt", std::process::id()));
+/// let lines = || (0..50_000u64).map(|i| format!("record {i}"));
+/// let count = |cp: &Checkpoint| {
+///     par_map_reduce_iter_durable(lines(), &(), mapreduce::jobs::count(|line: &String, _: &()| line.contains('7')), cp)
+/// };
+/// let checkpoint = Checkpoint::new(&path, "records with a 7");
+/// checkpoint.stop_handle().stop();
+/// assert!(count(&checkpoint).is_err()); // stopped at once, an empty prefix saved
+/// let expected = lines().filter(|line| line.contains('7')).count();
+/// assert_eq!(count(&Checkpoint::new(&path, "records with a 7")).unwrap(), expected);
+/// # std::fs::remove_file(&path).unwrap();
+/// ```
+pub fn par_map_reduce_iter_durable<I, C, J>(items: I, ctx: &C, job: J, checkpoint: &Checkpoint) -> Result<J::Acc, Error>
+where
+    I: IntoIterator,
+    I::Item: Send,
+    C: Sync + ?Sized,
+    J: MapReduce<I::Item, C>,
+    J::Acc: Serialize + DeserializeOwned,
+{
+    let config = Config::current();
+    config.check()?;
+    let workers = if config.parallel() { config.num_workers()? } else { 1 };
+    let description = crate::engine::description_of(&job)?;
+    let mut items = catch_panic(|| items.into_iter())?;
+    let opened = stream::exact_len(&mut items).and_then(|total| {
+        let leaves = stream::Leaves::new(config.leaf_size(), total);
+        let meta = Meta {
+            key: checkpoint.key.clone(),
+            acc_type: std::any::type_name::<J::Acc>().to_owned(),
+            input: Input::Stream(total.map(|n| n as u64)),
+            leaf_size: leaves.fixed().unwrap_or(0) as u64,
+            deterministic: config.deterministic(),
+            saved_at: 0,
+        };
+        let session = Session::open(checkpoint, meta)?;
+        let items_in = |done: u64| {
+            let items = leaves.items_in(done)?;
+            match total.map(|n| n as u64) {
+                // A stream of known length: the last leaf holds what is left.
+                Some(total) => {
+                    let size = leaves.fixed().unwrap_or(1) as u64;
+                    (done <= total.div_ceil(size)).then_some(items.min(total))
+                }
+                None => Some(items),
+            }
+        };
+        let loaded = session.load::<J::Acc>(items_in)?;
+        Ok((total, session, loaded))
+    });
+    let (total, session, done, stack) = match opened {
+        Ok((total, session, Loaded::Running(done, stack))) => (total, session, done, stack),
+        Ok((_, _, Loaded::Finished(answer))) => return stream::release(items).map(|()| answer),
+        Err(err) => {
+            let _ = stream::release(items);
+            return Err(err);
+        }
+    };
+    // The saved prefix's items are read and dropped, not computed.
+    let read = std::cell::Cell::new(0u64);
+    let skipped = catch_panic(|| {
+        while read.get() < done.items && items.next().is_some() {
+            read.set(read.get() + 1);
+        }
+    });
+    if let Err(err) = skipped {
+        let _ = stream::release(items);
+        return Err(match err {
+            Error::Panicked { message, payload, .. } => Error::Panicked {
+                index: Some(read.get() as usize),
+                message,
+                payload,
+            },
+            other => other,
+        });
+    }
+    if read.get() < done.items {
+        let _ = stream::release(items);
+        let problem = CheckpointProblem::InputTooShort {
+            saved: done.items,
+            read: read.get(),
+        };
+        return Err(Error::Checkpoint(CheckpointError::new(&checkpoint.path, problem)));
+    }
+    session.run(config, done, stack, |saver| {
+        let start = stream::Start {
+            total,
+            prefix: Some(saver),
+        };
+        stream::stream_from(items, ctx, &job, &description, Config::current(), workers, start)
     })
 }
 
@@ -283,7 +392,7 @@ pub(crate) struct Session<'c> {
 
 impl<'c> Session<'c> {
     /// Lock the checkpoint of a run whose header is `meta`.
-    fn open(checkpoint: &'c Checkpoint, meta: Meta, _config: &Config) -> Result<Session<'c>, Error> {
+    fn open(checkpoint: &'c Checkpoint, meta: Meta) -> Result<Session<'c>, Error> {
         let lock = store::Lock::take(&checkpoint.path).map_err(Error::Checkpoint)?;
         Ok(Session {
             checkpoint,
@@ -297,8 +406,10 @@ impl<'c> Session<'c> {
     }
 
     /// Read the saved state, if any (and unless starting fresh): a file
-    /// saved for another search, or damaged, is an error.
-    fn load<A: DeserializeOwned>(&self) -> Result<Loaded<A>, Error> {
+    /// saved for another search, or damaged, is an error. `items_in` says
+    /// how many items the first leaves hold (`None`: the input has fewer
+    /// leaves).
+    fn load<A: DeserializeOwned>(&self, items_in: impl Fn(u64) -> Option<u64>) -> Result<Loaded<A>, Error> {
         let start = Loaded::Running(Done::default(), Stack::new());
         if self.checkpoint.fresh {
             return Ok(start);
@@ -321,11 +432,12 @@ impl<'c> Session<'c> {
                 Ok(Loaded::Finished(answer))
             }
             State::Running { leaves, items, stack } => {
-                let expected = self
-                    .items_in(leaves)
+                let expected = items_in(leaves)
                     .ok_or_else(|| corrupt(format!("{leaves} leaves done, more than the input holds")))?;
-                if expected.is_some_and(|expected| expected != items) {
-                    return Err(corrupt(format!("{leaves} leaves done but {items} items")));
+                if expected != items {
+                    return Err(corrupt(format!(
+                        "{leaves} leaves done, but {items} items (not {expected})"
+                    )));
                 }
                 let stack = Stack::resumed(leaves, stack)
                     .ok_or_else(|| corrupt(format!("its saved accumulators do not fit {leaves} leaves")))?;
@@ -336,19 +448,6 @@ impl<'c> Session<'c> {
                 );
                 Ok(Loaded::Running(Done { leaves, items }, stack))
             }
-        }
-    }
-
-    /// The items in the first `leaves` leaves: `None` if there are not that
-    /// many leaves; `Some(None)` when the leaves' sizes are not known here
-    /// (a stream's, checked as it is read).
-    fn items_in(&self, leaves: u64) -> Option<Option<u64>> {
-        match self.meta.input {
-            Input::Indexed(len) => {
-                let leaf = self.meta.leaf_size.max(1);
-                (leaves <= len.div_ceil(leaf)).then(|| Some((leaves * leaf).min(len)))
-            }
-            Input::Stream(_) => Some(None),
         }
     }
 

@@ -12,8 +12,10 @@ use std::time::Instant;
 
 use rayon::iter::{IndexedParallelIterator, ParallelIterator};
 
+#[cfg(any(feature = "mpi", feature = "durable"))]
+pub(crate) use in_order::Leaves;
 #[cfg(feature = "mpi")]
-pub(crate) use in_order::{evaluate, Leaves, BLOCKS_AT_MOST, FIRST_BLOCK_PER_WORKER};
+pub(crate) use in_order::{evaluate, BLOCKS_AT_MOST, FIRST_BLOCK_PER_WORKER};
 pub(crate) use run::{Part, Run};
 
 use crate::cancel::{self, Shortcircuit, TaskFrame};

@@ -36,6 +36,24 @@ impl StreamLeaves {
         StreamLeaves { fixed }
     }
 
+    /// The size of every leaf, unless they grow with position.
+    #[cfg_attr(not(feature = "durable"), allow(dead_code))]
+    pub(crate) fn fixed(&self) -> Option<usize> {
+        self.fixed
+    }
+
+    /// How many items the first `leaves` leaves hold, when the stream holds
+    /// at least that many.
+    #[cfg_attr(not(feature = "durable"), allow(dead_code))]
+    pub(crate) fn items_in(&self, leaves: u64) -> Option<u64> {
+        match self.fixed {
+            Some(size) => leaves.checked_mul(size as u64),
+            None => (0..leaves).try_fold(0u64, |sum, leaf| {
+                sum.checked_add(growing(usize::try_from(leaf).ok()?) as u64)
+            }),
+        }
+    }
+
     /// How many items leaf `leaf` holds.
     pub(crate) fn size(&self, leaf: usize) -> usize {
         self.fixed.unwrap_or_else(|| growing(leaf))
@@ -80,11 +98,23 @@ pub(crate) struct Cursor {
 }
 
 impl Cursor {
+    #[cfg(test)]
     pub(crate) fn new(leaves: StreamLeaves) -> Cursor {
         Cursor {
             leaves,
             next_leaf: 0,
             next_start: 0,
+            open: None,
+        }
+    }
+
+    /// The cursor of a stream resumed after its first `leaves` leaves, which
+    /// hold its first `items` items.
+    pub(crate) fn resumed(leaves: StreamLeaves, next_leaf: usize, items: usize) -> Cursor {
+        Cursor {
+            leaves,
+            next_leaf,
+            next_start: items,
             open: None,
         }
     }

@@ -29,6 +29,7 @@ use rayon::iter::IndexedParallelIterator;
 
 use crate::cancel::{self, Shortcircuit, TaskFrame, FIRST_POSITION};
 use crate::config::Config;
+use crate::engine::prefix::{Done, Prefix};
 use crate::engine::tree::{Event, Node, Stack};
 use crate::engine::{self, into_value, MapReduceConsumer, MapReduceFolder, Part, Run};
 use crate::error::{catch_panic, Error, Panic};
@@ -37,6 +38,9 @@ use crate::pool;
 use crate::progress::{self, Finished, Monitor, Tally};
 
 mod leaves;
+
+#[cfg(feature = "durable")]
+pub(crate) use leaves::StreamLeaves as Leaves;
 
 use leaves::{Cursor, Cut, FoldSegments, Segment, StreamLeaves};
 
@@ -173,7 +177,7 @@ where
 }
 
 /// Drop the user's iterator, a panic in its `drop` caught.
-fn release<I>(items: I) -> Result<(), Error> {
+pub(crate) fn release<I>(items: I) -> Result<(), Error> {
     catch_panic(move || drop(items))
 }
 
@@ -191,21 +195,66 @@ where
     C: Sync + ?Sized,
     J: MapReduce<I::Item, C>,
 {
-    let started = std::time::Instant::now();
     let mut items = items;
-    let hint = match catch_panic(|| items.size_hint()) {
-        Ok(hint) => hint,
+    let total = match exact_len(&mut items) {
+        Ok(total) => total,
         Err(panic) => {
             // The first failure is the one reported.
             let _ = release(items);
             return Err(panic);
         }
     };
-    let total = match hint {
+    stream_from(
+        items,
+        ctx,
+        job,
+        description,
+        config,
+        workers,
+        Start { total, prefix: None },
+    )
+}
+
+/// The exact length of a stream, if its `size_hint` says so (asked once).
+pub(crate) fn exact_len<I: Iterator>(items: &mut I) -> Result<Option<usize>, Error> {
+    catch_panic(|| match items.size_hint() {
         (lower, Some(upper)) if lower == upper => Some(lower),
         _ => None,
-    };
+    })
+}
+
+/// Where a stream starts: its length, if known when it began, and for a
+/// durable run, the prefix to resume after (whose items `items` no longer
+/// holds) and that hears of the progress.
+pub(crate) struct Start<'p, A> {
+    pub(crate) total: Option<usize>,
+    pub(crate) prefix: Option<&'p mut dyn Prefix<A>>,
+}
+
+/// A stream of `items` from where `start` says.
+pub(crate) fn stream_from<I, C, J>(
+    items: I,
+    ctx: &C,
+    job: &J,
+    description: &str,
+    config: Config,
+    workers: usize,
+    start: Start<'_, J::Acc>,
+) -> Result<J::Acc, Error>
+where
+    I: Iterator,
+    I::Item: Send,
+    C: Sync + ?Sized,
+    J: MapReduce<I::Item, C>,
+{
+    let started = std::time::Instant::now();
+    let mut items = items;
+    let Start { total, mut prefix } = start;
+    let resume = prefix.as_deref_mut().map(|prefix| prefix.start());
     let tally = Tally::new();
+    if let Some((done, _)) = &resume {
+        tally.add(done.items);
+    }
     let mut monitor = Monitor::for_run(&config, description, total);
     let child = progress::child_for_run(&config, description, total);
     let watched = match (&monitor, &child) {
@@ -214,7 +263,18 @@ where
         (None, None) => None,
     };
     let leaves = StreamLeaves::new(config.leaf_size(), total);
-    let outcome = fold_batches(&mut items, ctx, job, &config, workers, leaves, watched, &mut monitor);
+    let durable = Durable { resume, prefix };
+    let outcome = fold_batches(
+        &mut items,
+        ctx,
+        job,
+        &config,
+        workers,
+        leaves,
+        watched,
+        &mut monitor,
+        durable,
+    );
     let outcome = match release(items) {
         Err(panic) if outcome.is_ok() => Err(panic),
         _ => outcome,
@@ -225,6 +285,12 @@ where
     };
     engine::log_outcome(description, started, &outcome);
     outcome.map(into_value)
+}
+
+/// A durable stream's prefix: where it resumes, and who hears of it.
+struct Durable<'p, A> {
+    resume: Option<(Done, Stack<A>)>,
+    prefix: Option<&'p mut dyn Prefix<A>>,
 }
 
 /// Batches alive at once: one is read while the one before it is folded (or
@@ -246,6 +312,7 @@ type Folded<T, A> = (Vec<Part<A>>, Vec<T>);
 struct Pending {
     slot: usize,
     cut: Cut,
+    spawned_at: Instant,
 }
 
 /// Read batches in order and fold them on the pool, `in_flight` at a time.
@@ -266,6 +333,7 @@ fn fold_batches<I, C, J>(
     leaves: StreamLeaves,
     tally: Option<&Tally>,
     monitor: &mut Option<Monitor>,
+    durable: Durable<'_, J::Acc>,
 ) -> Result<ControlFlow<J::Acc, J::Acc>, Error>
 where
     I: Iterator,
@@ -273,6 +341,14 @@ where
     C: Sync + ?Sized,
     J: MapReduce<I::Item, C>,
 {
+    let Durable { resume, mut prefix } = durable;
+    // The leaves pushed so far (all complete, without event: the prefix a
+    // durable run saves), and their roots.
+    let (mut done, mut stack) = resume.unwrap_or_else(|| (Done::default(), Stack::new()));
+    // Whether `stack` holds exactly the leaves of `done`: not once a leaf
+    // that did not fold to the end (an event, a cancellation) is pushed.
+    let mut whole = true;
+    let block_time = prefix.as_deref().map(|prefix| prefix.block_time());
     let state = Shortcircuit::new(config.deterministic(), cancel::current_token());
     crate::stop::watch(config, &state);
     let run = Run::new(job, ctx, config.clone(), Arc::clone(&state), tally);
@@ -281,8 +357,8 @@ where
         finished: Finished::new(),
     });
     let mut reader = Reader::new(items);
-    let mut cursor = Cursor::new(leaves);
-    let mut stack = Stack::new();
+    reader.read = done.items as usize;
+    let mut cursor = Cursor::resumed(leaves, done.leaves as usize, done.items as usize);
     // The leaf a batch opened and none has completed: its first item, and
     // what its items so far folded to.
     let mut open: Option<(usize, Part<J::Acc>)> = None;
@@ -293,6 +369,9 @@ where
     let outcome = pool::in_place_scope(workers, parallel, |scope| {
         let (in_flight, max_len) = batch_limits::<I::Item>(config.stream_buffer());
         let mut batch_len = (FIRST_BATCH_PER_WORKER * workers).min(max_len);
+        // A durable run's batches take at most its `block_time` to fold, at
+        // the pace of the batches before (and hold an item per worker).
+        let mut durable_len = usize::MAX;
         let mut spare: Vec<Vec<I::Item>> = Vec::new();
         // The batches spawned and not pushed yet, oldest first.
         let mut pending = std::collections::VecDeque::new();
@@ -307,7 +386,7 @@ where
                 let asked = batch_len;
                 batch.reserve(asked);
                 let read = reader.fill(&mut batch, asked, workers, Some((&state, &mut *monitor, tally)));
-                batch_len = (batch_len * 2).min(max_len);
+                batch_len = (batch_len * 2).min(max_len).min(durable_len);
                 let exhausted = read.unwrap_or_else(|err| {
                     read_error = Some(err);
                     true
@@ -362,10 +441,18 @@ where
                 pending.push_back(Pending {
                     slot: spawned % IN_FLIGHT,
                     cut,
+                    spawned_at: Instant::now(),
                 });
                 spawned += 1;
             }
-            let Some(Pending { slot, cut }) = pending.pop_front() else {
+            let Some(Pending { slot, cut, spawned_at }) = pending.pop_front() else {
+                if state.is_stopped() {
+                    // Reading stopped early: the open leaf is not complete.
+                    if let Some(prefix) = prefix.as_deref_mut() {
+                        prefix.keep(done, &stack);
+                    }
+                    return run.settle(Err(Error::Cancelled));
+                }
                 // Every batch is in: the last leaf is complete, unless the
                 // input panicked inside it (its items so far stay).
                 let last = open.take();
@@ -400,6 +487,48 @@ where
                 .lock()
                 .take()
                 .unwrap_or_else(|| unreachable!("a batch signals only after leaving its result"));
+            if state.is_stopped() {
+                // The batch was cut short: what it holds is not a prefix.
+                if let Some(prefix) = prefix.as_deref_mut() {
+                    prefix.keep(done, &stack);
+                }
+                return run.settle(Err(Error::Cancelled));
+            }
+            if let Some(limit) = block_time {
+                let batch_items = cut
+                    .continued
+                    .iter()
+                    .chain(&cut.segments)
+                    .map(|segment| segment.len)
+                    .sum::<usize>();
+                let took = spawned_at.elapsed().as_nanos().max(1);
+                let fits = (batch_items as u128 * limit.as_nanos() / took).min(usize::MAX as u128) as usize;
+                durable_len = fits.max(workers);
+            }
+            let mut prefix_here = prefix.as_deref_mut();
+            let mut place_leaf = |stack: &mut Stack<J::Acc>,
+                                  open: &mut Option<(usize, Part<J::Acc>)>,
+                                  segment: Segment,
+                                  part: Part<J::Acc>| {
+                let pushed = segment.completes || !matches!(part, Part::Done(_) | Part::Skipped);
+                if !pushed {
+                    return place(&run, stack, open, segment, part);
+                }
+                let complete = segment.completes && matches!(part, Part::Done(_));
+                if let (Part::Failed { .. }, true, Some(prefix)) = (&part, whole, prefix_here.as_deref_mut()) {
+                    // The run fails here: a rerun retries from this leaf.
+                    prefix.keep(done, stack);
+                }
+                place(&run, stack, open, segment, part);
+                if complete && whole {
+                    done = Done {
+                        leaves: done.leaves + 1,
+                        items: (segment.start + segment.len) as u64,
+                    };
+                } else {
+                    whole = false;
+                }
+            };
             // The open leaf goes on with this batch's first items.
             if let Some(segment) = cut.continued {
                 let (leaf_start, part) = open
@@ -413,12 +542,15 @@ where
                     }
                     ended => ended,
                 };
-                place(&run, &mut stack, &mut open, segment, part);
+                place_leaf(&mut stack, &mut open, segment, part);
             }
             buffer.clear();
             spare.push(buffer);
             for (segment, part) in cut.segments.into_iter().zip(parts) {
-                place(&run, &mut stack, &mut open, segment, part);
+                place_leaf(&mut stack, &mut open, segment, part);
+            }
+            if let (Some(prefix), true, false) = (prefix.as_deref_mut(), whole, stack.has_ended()) {
+                prefix.completed(done, &stack);
             }
             if stack.has_ended() {
                 // Every leaf left of this event is pushed: it decides the

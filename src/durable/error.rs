@@ -59,6 +59,9 @@ pub enum CheckpointProblem {
     },
     /// A streamed input ended before the items the file says are done.
     InputTooShort { saved: u64, read: u64 },
+    /// Under MPI, rank 0 (which alone reads and writes the file) could not
+    /// use it: its message.
+    OnRank0(String),
 }
 
 impl CheckpointError {
@@ -71,6 +74,20 @@ impl CheckpointError {
 
     pub(crate) fn io(path: &Path, doing: &'static str, source: std::io::Error) -> CheckpointError {
         CheckpointError::new(path, CheckpointProblem::Io { doing, source })
+    }
+
+    /// Rank 0's checkpoint error, as another rank returns it.
+    #[cfg(feature = "mpi")]
+    pub(crate) fn on_rank_0(path: &Path, reason: String) -> CheckpointError {
+        CheckpointError::new(path, CheckpointProblem::OnRank0(reason))
+    }
+
+    /// The reason alone, without the path (another rank adds its own).
+    #[cfg(feature = "mpi")]
+    pub(crate) fn problem_text(&self) -> String {
+        let full = self.to_string();
+        let prefix = format!("checkpoint {}: ", self.path.display());
+        full.strip_prefix(&prefix).map_or(full.clone(), str::to_owned)
     }
 
     /// The checkpoint's path.
@@ -107,6 +124,7 @@ impl fmt::Display for CheckpointError {
                 "saved for another search: its {what} is {saved}, this run's is {now} \
                  (resume with the same search, or start over with `Checkpoint::fresh(true)`)"
             ),
+            CheckpointProblem::OnRank0(reason) => write!(f, "rank 0 could not use it: {reason}"),
             CheckpointProblem::InputTooShort { saved, read } => write!(
                 f,
                 "the input ended after {read} item(s), before the {saved} the checkpoint says are done"

@@ -248,18 +248,9 @@ where
     config.check()?;
     let items = items.into_par_iter();
     let len = items.len();
-    let meta = Meta {
-        key: checkpoint.key.clone(),
-        acc_type: std::any::type_name::<J::Acc>().to_owned(),
-        input: Input::Indexed(len as u64),
-        leaf_size: tree::leaf_size(len, config.leaf_size()) as u64,
-        deterministic: config.deterministic(),
-        saved_at: 0,
-    };
-    let session = Session::open(checkpoint, meta)?;
-    let leaves = crate::engine::Leaves::new(len, tree::leaf_size(len, config.leaf_size()));
-    let items_in = |done: u64| (done <= leaves.count() as u64).then(|| leaves.start(done as usize) as u64);
-    let (done, stack) = match session.load::<J::Acc>(items_in)? {
+    let leaf_size = tree::leaf_size(len, config.leaf_size());
+    let (session, loaded) = open_indexed::<J::Acc>(checkpoint, len, leaf_size, config.deterministic())?;
+    let (done, stack) = match loaded {
         Loaded::Finished(answer) => return Ok(answer),
         Loaded::Running(done, stack) => (done, stack),
     };
@@ -374,8 +365,31 @@ where
     })
 }
 
+/// Lock `checkpoint` for a run over an indexed input of `len` items in
+/// leaves of `leaf_size`, and read what it holds.
+pub(crate) fn open_indexed<A: DeserializeOwned>(
+    checkpoint: &Checkpoint,
+    len: usize,
+    leaf_size: usize,
+    deterministic: bool,
+) -> Result<(Session<'_>, Loaded<A>), Error> {
+    let meta = Meta {
+        key: checkpoint.key.clone(),
+        acc_type: std::any::type_name::<A>().to_owned(),
+        input: Input::Indexed(len as u64),
+        leaf_size: leaf_size as u64,
+        deterministic,
+        saved_at: 0,
+    };
+    let session = Session::open(checkpoint, meta)?;
+    let leaves = crate::engine::Leaves::new(len, leaf_size);
+    let items_in = |done: u64| (done <= leaves.count() as u64).then(|| leaves.start(done as usize) as u64);
+    let loaded = session.load::<A>(items_in)?;
+    Ok((session, loaded))
+}
+
 /// What a checkpoint file held for this run.
-enum Loaded<A> {
+pub(crate) enum Loaded<A> {
     /// The answer of a finished run.
     Finished(A),
     /// The prefix to resume from (none: the start).
@@ -493,7 +507,27 @@ impl<'c> Session<'c> {
         A: Serialize + Send,
         F: FnOnce(&mut dyn Prefix<A>) -> Result<A, Error>,
     {
-        let _listening = self.listen_for_signals();
+        self.run_concluding(config, done, stack, |prefix| {
+            let outcome = drive(&mut *prefix);
+            prefix.conclude(outcome)
+        })?
+    }
+
+    /// Run `drive` from `done` (whose accumulators are on `stack`), saving
+    /// its progress; `drive` calls [`Prefix::conclude`] with the outcome,
+    /// which saves how the run ended.
+    pub(crate) fn run_concluding<A, R, F>(
+        self,
+        config: Config,
+        done: Done,
+        stack: Stack<A>,
+        drive: F,
+    ) -> Result<R, Error>
+    where
+        A: Serialize + Send,
+        F: FnOnce(&mut dyn Prefix<A>) -> R,
+    {
+        let _listening = listen_for_signals(self.checkpoint);
         let writer = store::Writer::start(self.path()).map_err(Error::Checkpoint)?;
         let mut saver = Saver {
             session: &self,
@@ -504,11 +538,20 @@ impl<'c> Session<'c> {
             failure: None,
         };
         let config = config.with_durable_stop(self.checkpoint.stop.clone());
-        let outcome = config.scope(|| drive(&mut saver));
-        let kept = saver.saved;
-        let failure = saver.failure.take();
-        let written = writer.flush();
-        drop(writer);
+        Ok(config.scope(|| drive(&mut saver)))
+    }
+
+    /// Save how a run ended, and say what it returns: the answer (saved; a
+    /// failed save is logged, the answer is right all the same), a stop
+    /// (with the items saved, or the error that kept them from being
+    /// saved), or the run's failure.
+    fn conclude<A: Serialize>(
+        &self,
+        outcome: Result<A, Error>,
+        kept: Option<Done>,
+        failure: Option<CheckpointError>,
+        written: Result<(), CheckpointError>,
+    ) -> Result<A, Error> {
         match outcome {
             Ok(answer) => {
                 // Periodic saves that failed do not matter now.
@@ -555,20 +598,6 @@ impl<'c> Session<'c> {
         }
     }
 
-    fn listen_for_signals(&self) -> Option<signals::Listening> {
-        if !self.checkpoint.signals {
-            return None;
-        }
-        #[cfg(unix)]
-        match signals::listen(&self.checkpoint.stop) {
-            Ok(listening) => return Some(listening),
-            Err(err) => log::warn!("{err}: signals will not stop the run"),
-        }
-        #[cfg(not(unix))]
-        log::warn!("stopping on signals is for Unix only: use the checkpoint's stop handle");
-        None
-    }
-
     /// The bytes of a checkpoint holding `state`, stamped now. A panic in
     /// the accumulator's `Serialize` is an error like any encoding failure.
     fn encode<A: Serialize>(&self, state: &StateRef<'_, A>) -> Result<Vec<u8>, CheckpointError> {
@@ -585,6 +614,22 @@ impl<'c> Session<'c> {
             Err(err) => Err(problem(format!("the accumulator's `Serialize` panicked ({err})"))),
         }
     }
+}
+
+/// Have the signals stop runs of `checkpoint` while the result lives, if
+/// it asks for that.
+pub(crate) fn listen_for_signals(checkpoint: &Checkpoint) -> Option<signals::Listening> {
+    if !checkpoint.signals {
+        return None;
+    }
+    #[cfg(unix)]
+    match signals::listen(&checkpoint.stop) {
+        Ok(listening) => return Some(listening),
+        Err(err) => log::warn!("{err}: signals will not stop the run"),
+    }
+    #[cfg(not(unix))]
+    log::warn!("stopping on signals is for Unix only: use the checkpoint's stop handle");
+    None
 }
 
 /// What a durable run's driver tells its checkpoint.
@@ -639,6 +684,11 @@ impl<A: Serialize + Send> Prefix<A> for Saver<'_, '_, A> {
 
     fn block_time(&self) -> Duration {
         (self.session.checkpoint.interval / 4).max(Duration::from_millis(1))
+    }
+
+    fn conclude(&mut self, outcome: Result<A, Error>) -> Result<A, Error> {
+        let written = self.writer.flush();
+        self.session.conclude(outcome, self.saved, self.failure.take(), written)
     }
 }
 

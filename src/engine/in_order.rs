@@ -188,8 +188,15 @@ where
                 // The run fails here: a rerun retries from this block.
                 prefix.keep(done, &stack);
             }
+            // Only a block folded to its end extends the prefix (a skipped
+            // one, after a cancellation, holds nothing).
+            let whole = matches!(node, Node::Done(_));
             if !stack.push(run, height, node, FIRST_POSITION + leaves.start(start)) {
                 break;
+            }
+            if !whole {
+                prefix = None;
+                continue;
             }
             done = Done {
                 leaves: (start + size) as u64,

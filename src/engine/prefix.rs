@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::tree::Stack;
+use crate::error::Error;
 
 /// How much of the input a prefix holds: whole leaves, and their items.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -30,4 +31,19 @@ pub(crate) trait Prefix<A>: Send {
     /// How long one block of leaves (the stretch between two chances to
     /// save) may take, at most, so that the loss after a kill stays bounded.
     fn block_time(&self) -> Duration;
+
+    /// The run ended with `outcome`: save how (its answer, or the prefix of
+    /// a stop), and say what the run returns.
+    #[cfg_attr(not(any(feature = "durable", feature = "mpi")), allow(dead_code))]
+    fn conclude(&mut self, outcome: Result<A, Error>) -> Result<A, Error>;
+}
+
+/// A short borrow of a durable run's prefix, for one call (a plain
+/// `as_deref_mut` would borrow it for as long as the original).
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+pub(crate) fn reborrow<'x, A>(prefix: &'x mut Option<&mut dyn Prefix<A>>) -> Option<&'x mut dyn Prefix<A>> {
+    match prefix {
+        Some(prefix) => Some(&mut **prefix),
+        None => None,
+    }
 }

@@ -14,9 +14,11 @@
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
 
 use crate::cancel::FIRST_POSITION;
-use crate::engine::tree::{Node, Stack};
+use crate::engine::prefix::{Done, Prefix};
+use crate::engine::tree::{Event, Node, Stack};
 use crate::engine::{Leaves, Run, BLOCKS_AT_MOST, FIRST_BLOCK_PER_WORKER};
 use crate::error::{catch_panic, Error};
 use crate::job::MapReduce;
@@ -35,19 +37,48 @@ pub(crate) struct Coordinator<A> {
     pushed_to: usize,
     /// Results right of `pushed_to`, by first leaf, with their leaf count.
     waiting: BTreeMap<usize, (usize, Node<A>)>,
+    /// Whether the stack holds exactly the leaves `0 .. pushed_to`, all
+    /// folded to their end (no event, no cancellation): a durable run's
+    /// prefix, which it may save.
+    whole: bool,
+    /// A durable run's blocks take at most this long, at the pace of each
+    /// rank's blocks before: each rank's cap, in leaves, and when each
+    /// block in flight was handed out, to whom, by first leaf.
+    block_time: Option<Duration>,
+    caps: Vec<usize>,
+    issued: BTreeMap<usize, (usize, Instant)>,
 }
 
 impl<A> Coordinator<A> {
+    #[cfg(test)]
     pub(crate) fn new(leaves: Leaves, ranks: usize) -> Coordinator<A> {
+        Coordinator::resumed(leaves, ranks, 0, Stack::new(), None)
+    }
+
+    /// The coordinator of a run that starts after its first `from` leaves,
+    /// whose subtrees' roots are on `stack` (a durable run's saved prefix;
+    /// 0 and an empty stack otherwise), its blocks taking at most
+    /// `block_time` each when it is durable.
+    pub(crate) fn resumed(
+        leaves: Leaves,
+        ranks: usize,
+        from: usize,
+        stack: Stack<A>,
+        block_time: Option<Duration>,
+    ) -> Coordinator<A> {
         Coordinator {
             leaves,
             ranks: ranks.max(1),
-            next: 0,
+            next: from,
             grants: vec![0; ranks.max(1)],
             outstanding: 0,
-            stack: Stack::new(),
-            pushed_to: 0,
+            stack,
+            pushed_to: from,
             waiting: BTreeMap::new(),
+            whole: true,
+            block_time,
+            caps: vec![usize::MAX; ranks.max(1)],
+            issued: BTreeMap::new(),
         }
     }
 
@@ -72,7 +103,7 @@ impl<A> Coordinator<A> {
         let grant = self.grants[rank].max(first);
         let largest = (count / (BLOCKS_AT_MOST * self.ranks)).max(first);
         let near_the_end = (left / (2 * self.ranks)).max(first);
-        let wanted = grant.min(largest).min(near_the_end).min(left);
+        let wanted = grant.min(largest).min(near_the_end).min(left).min(self.caps[rank]);
         // A perfect subtree: a power of two that divides where it starts.
         let mut size = 1 << (usize::BITS - 1 - wanted.leading_zeros());
         if self.next > 0 {
@@ -82,6 +113,9 @@ impl<A> Coordinator<A> {
         let start = self.next;
         self.next += size;
         self.outstanding += 1;
+        if self.block_time.is_some() {
+            self.issued.insert(start, (rank, Instant::now()));
+        }
         Some((self.leaves.start(start), self.leaves.items(start, size)))
     }
 
@@ -95,9 +129,16 @@ impl<A> Coordinator<A> {
         self.next < self.leaves.count() && !run.state.is_past(FIRST_POSITION + self.leaves.start(self.next))
     }
 
-    /// The node of the block of items `start .. start + len` came back.
-    pub(crate) fn report<T, J, C>(&mut self, run: &Run<'_, T, J, C>, start: usize, len: usize, node: Node<A>)
-    where
+    /// The node of the block of items `start .. start + len` came back. A
+    /// durable run's `prefix` hears of each longer prefix pushed.
+    pub(crate) fn report<T, J, C>(
+        &mut self,
+        run: &Run<'_, T, J, C>,
+        start: usize,
+        len: usize,
+        node: Node<A>,
+        mut prefix: Option<&mut dyn Prefix<A>>,
+    ) where
         J: MapReduce<T, C, Acc = A>,
         C: ?Sized,
     {
@@ -109,11 +150,56 @@ impl<A> Coordinator<A> {
         }
         let first = start / self.leaves.size;
         let count = len.div_ceil(self.leaves.size);
+        if let (Some(block_time), Some((rank, issued))) = (self.block_time, self.issued.remove(&first)) {
+            // The time since it was handed out includes the block the rank
+            // was finishing then: a cautious pace.
+            let took = issued.elapsed().as_nanos().max(1);
+            let fits = (count as u128 * block_time.as_nanos() / took).min(usize::MAX as u128) as usize;
+            self.caps[rank] = fits.max(1);
+        }
         self.waiting.insert(first, (count, node));
+        let pushed_before = self.pushed_to;
         while let Some((count, node)) = self.waiting.remove(&self.pushed_to) {
             let position = FIRST_POSITION + self.leaves.start(self.pushed_to);
+            match &node {
+                Node::Done(_) => {}
+                Node::Ended {
+                    event: Event::Panic(_), ..
+                } if self.whole => {
+                    // The run fails here: a rerun retries from this block.
+                    if let Some(prefix) = prefix.as_deref_mut() {
+                        prefix.keep(self.done(), &self.stack);
+                    }
+                    self.whole = false;
+                }
+                _ => self.whole = false,
+            }
             self.stack.push(run, count.trailing_zeros(), node, position);
             self.pushed_to += count;
+        }
+        if let (Some(prefix), true, false, true) = (
+            prefix,
+            self.whole,
+            self.stack.has_ended(),
+            self.pushed_to > pushed_before,
+        ) {
+            prefix.completed(self.done(), &self.stack);
+        }
+    }
+
+    /// The prefix pushed so far.
+    fn done(&self) -> Done {
+        Done {
+            leaves: self.pushed_to as u64,
+            items: self.leaves.start(self.pushed_to) as u64,
+        }
+    }
+
+    /// The run was stopped: have `prefix` save what is pushed, if it is a
+    /// prefix.
+    pub(crate) fn keep(&self, prefix: &mut dyn Prefix<A>) {
+        if self.whole {
+            prefix.keep(self.done(), &self.stack);
         }
     }
 
@@ -197,9 +283,9 @@ mod tests {
         let mut coordinator = Coordinator::new(Leaves::new(6, 1), 3);
         let blocks: Vec<_> = (0..3).map_while(|rank| coordinator.assign(&run, rank, 1)).collect();
         assert_eq!(blocks, vec![(0, 4), (4, 2)], "blocks of at least 4 leaves per worker");
-        coordinator.report(&run, 4, 2, done(4..6));
+        coordinator.report(&run, 4, 2, done(4..6), None);
         assert!(!coordinator.is_decided(&run));
-        coordinator.report(&run, 0, 4, done(0..4));
+        coordinator.report(&run, 0, 4, done(0..4), None);
         assert!(coordinator.is_decided(&run));
         match coordinator.finish(&run) {
             Ok(ControlFlow::Continue(acc)) => assert_eq!(acc, vec![0, 1, 2, 3, 4, 5]),
@@ -220,10 +306,10 @@ mod tests {
             pieces: vec![vec![4, 5]],
             event: Event::Break,
         };
-        coordinator.report(&run, b.0, b.1, broke);
+        coordinator.report(&run, b.0, b.1, broke, None);
         assert!(coordinator.assign(&run, 1, 1).is_none(), "nothing right of the break");
         assert!(!coordinator.is_decided(&run), "block 0 may still break earlier");
-        coordinator.report(&run, a.0, a.1, done(0..4));
+        coordinator.report(&run, a.0, a.1, done(0..4), None);
         assert!(coordinator.is_decided(&run));
         match coordinator.finish(&run) {
             Ok(ControlFlow::Break(acc)) => assert_eq!(acc, vec![0, 1, 2, 3, 4, 5]),
@@ -244,12 +330,12 @@ mod tests {
             pieces: vec![vec![4]],
             event: Event::Break,
         };
-        coordinator.report(&run, b.0, b.1, broke);
+        coordinator.report(&run, b.0, b.1, broke, None);
         let failed = Node::Ended {
             pieces: vec![vec![0, 1]],
             event: Event::Panic(Panic::new(Some(2), Box::new("bad item".to_owned()))),
         };
-        coordinator.report(&run, a.0, a.1, failed);
+        coordinator.report(&run, a.0, a.1, failed, None);
         assert!(coordinator.is_decided(&run));
         let err = coordinator.finish(&run).map(|_| ()).unwrap_err();
         assert_eq!(err.index(), Some(2));
@@ -278,10 +364,10 @@ mod tests {
             pieces: vec![vec![6]],
             event: Event::Break,
         };
-        coordinator.report(&run, b.0, b.1, broke);
+        coordinator.report(&run, b.0, b.1, broke, None);
         assert!(coordinator.assign(&run, 0, 1).is_none());
         assert!(!coordinator.is_decided(&run));
-        coordinator.report(&run, a.0, a.1, Node::Skipped);
+        coordinator.report(&run, a.0, a.1, Node::Skipped, None);
         assert!(coordinator.is_decided(&run));
         assert!(matches!(coordinator.finish(&run), Ok(ControlFlow::Break(acc)) if acc == vec![6]));
     }

@@ -79,6 +79,8 @@
 //! Accumulators need `serde`'s `Serialize` and `DeserializeOwned`.
 
 mod coordinator;
+#[cfg(feature = "durable")]
+mod durable;
 mod link;
 pub(crate) mod logs;
 mod node;
@@ -93,6 +95,7 @@ use serde::Serialize;
 
 use crate::cancel::Shortcircuit;
 use crate::config::Config;
+use crate::engine::prefix::{reborrow, Prefix};
 use crate::engine::Leaves;
 use crate::engine::{self, Run};
 use crate::error::{ConfigError, Error, Panic};
@@ -100,6 +103,9 @@ use crate::job::MapReduce;
 use crate::pool;
 use crate::progress::{Monitor, Tally};
 use link::Link;
+
+#[cfg(feature = "durable")]
+pub use durable::par_map_reduce_durable;
 use node::Node;
 use wire::{WireOutcome, WirePanic};
 
@@ -133,10 +139,47 @@ where
     J: MapReduce<I::Item, C>,
     J::Acc: Serialize + DeserializeOwned,
 {
+    run_on_ranks(comm, items, ctx, job, Durability::default())
+}
+
+/// What a durable run adds on a rank: rank 0's view of its checkpoint
+/// (where it resumes, and who hears of its progress and end), and on every
+/// rank the checkpoint's path, for the `Error::Stopped` it returns.
+pub(crate) struct Durability<'p, A> {
+    pub(crate) prefix: Option<&'p mut dyn Prefix<A>>,
+    pub(crate) path: Option<std::path::PathBuf>,
+}
+
+impl<A> Default for Durability<'_, A> {
+    fn default() -> Self {
+        Durability {
+            prefix: None,
+            path: None,
+        }
+    }
+}
+
+/// [`par_map_reduce`], durable when `durability` says so.
+pub(crate) fn run_on_ranks<Comm, I, C, J>(
+    comm: &Comm,
+    items: I,
+    ctx: &C,
+    job: J,
+    durability: Durability<'_, J::Acc>,
+) -> Result<J::Acc, Error>
+where
+    Comm: Communicator,
+    I: IntoParallelIterator,
+    I::Iter: IndexedParallelIterator,
+    C: Sync + ?Sized,
+    J: MapReduce<I::Item, C>,
+    J::Acc: Serialize + DeserializeOwned,
+{
     assert!(
         rayon::current_thread_index().is_none(),
         "mapreduce::mpi::par_map_reduce must be called from a rank's own thread, not inside a parallel task"
     );
+    let Durability { mut prefix, path } = durability;
     let items = items.into_par_iter();
     let len = items.len();
     let link = Link::new(comm);
@@ -178,11 +221,16 @@ where
     // Rank 0's leaf size (automatic: from the length, the same everywhere)
     // goes to every rank with the other settings: the tree must agree.
     let leaf_size = crate::engine::tree::leaf_size(len, config.leaf_size()) as u64;
+    // A durable run resumes after rank 0's saved prefix.
+    let resumed = reborrow(&mut prefix).map(|prefix| prefix.start());
+    let from = resumed.as_ref().map_or(0, |(done, _)| done.leaves);
     let mut settings = vec![u8::from(monitor.is_some()), u8::from(config.deterministic())];
     settings.extend(leaf_size.to_le_bytes());
+    settings.extend(from.to_le_bytes());
     let settings = link.broadcast(0, settings);
     let (watched, deterministic) = (settings[0] == 1, settings[1] == 1);
     let leaf_size = u64::from_le_bytes(settings[2..10].try_into().expect("8 bytes of leaf size"));
+    let from = u64::from_le_bytes(settings[10..18].try_into().expect("8 bytes of the first leaf")) as usize;
     let leaves = Leaves::new(len, leaf_size as usize);
     let config = config.with_deterministic(deterministic).with_leaf_size(leaves.size);
     log::debug!(
@@ -192,8 +240,12 @@ where
         link.size
     );
     let tally = Tally::new();
+    if let Some((done, _)) = &resumed {
+        tally.add(done.items);
+    }
     let tally = watched.then_some(&tally);
     let state = Shortcircuit::new(deterministic, None);
+    crate::stop::watch(&config, &state);
     let run = Run::new(&job, ctx, config, state, tally);
     if let Some(panic) = watch_failure {
         run.fail(panic);
@@ -205,6 +257,9 @@ where
         workers,
         tally,
         monitor: &mut monitor,
+        from,
+        resumed: resumed.map(|(_, stack)| stack),
+        prefix: reborrow(&mut prefix),
     };
     let mut outcome = items.with_producer(node);
     // Rank 0's sink hears of the answer before the others are told it, so
@@ -214,7 +269,16 @@ where
             *result = Err(panic.into());
         }
     }
-    share_outcome(&link, outcome)
+    // A durable run saves how it ended before the others hear of it, so
+    // that every rank returns the same (a save that a stop needed and
+    // could not have is every rank's error).
+    if let (Some(prefix), Some(result)) = (prefix, outcome.as_mut()) {
+        let ended = std::mem::replace(result, Err(Error::Cancelled));
+        *result = prefix
+            .conclude(ended.map(engine::into_value))
+            .map(ControlFlow::Continue);
+    }
+    share_outcome(&link, outcome, path)
 }
 
 /// Rank 0: [`init_logging`](crate::init_logging). Other ranks: records
@@ -278,8 +342,13 @@ fn setup_failure(link: &Link, failed: i32, own: Result<usize, Error>) -> Error {
     }
 }
 
-/// Rank 0 broadcasts the answer; every rank returns it.
-fn share_outcome<A>(link: &Link, outcome: Option<Result<ControlFlow<A, A>, Error>>) -> Result<A, Error>
+/// Rank 0 broadcasts the answer; every rank returns it. A durable run's
+/// stop comes back with the checkpoint's path, `path`.
+fn share_outcome<A>(
+    link: &Link,
+    outcome: Option<Result<ControlFlow<A, A>, Error>>,
+    path: Option<std::path::PathBuf>,
+) -> Result<A, Error>
 where
     A: Serialize + DeserializeOwned,
 {
@@ -292,6 +361,12 @@ where
             WireOutcome::Value(bytes) => wire::decode_acc(&bytes).map_err(unencodable),
             WireOutcome::Panicked(panic) => Err(panic.into_panic().into()),
             WireOutcome::Cancelled => Err(Error::Cancelled),
+            WireOutcome::Stopped { done } => Err(Error::Stopped { done, checkpoint: path }),
+            #[cfg(feature = "durable")]
+            WireOutcome::Checkpoint(reason) => Err(Error::Checkpoint(crate::durable::CheckpointError::on_rank_0(
+                path.as_deref().unwrap_or(std::path::Path::new("")),
+                reason,
+            ))),
         };
     };
     let (told, outcome) = match outcome.map(engine::into_value) {
@@ -304,6 +379,11 @@ where
             ),
         },
         Err(Error::Cancelled) => (WireOutcome::Cancelled, Err(Error::Cancelled)),
+        Err(Error::Stopped { done, checkpoint }) => {
+            (WireOutcome::Stopped { done }, Err(Error::Stopped { done, checkpoint }))
+        }
+        #[cfg(feature = "durable")]
+        Err(Error::Checkpoint(err)) => (WireOutcome::Checkpoint(err.to_string()), Err(Error::Checkpoint(err))),
         Err(err) => (WireOutcome::Panicked(WirePanic::of_error(&err)), Err(err)),
     };
     link.broadcast(0, wire::encode(&told));

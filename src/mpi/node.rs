@@ -25,7 +25,8 @@ use super::link::{Backoff, Link};
 use super::logs;
 use super::wire::{self, Down, Up, WireEvent, WireNode, WirePanic};
 use crate::cancel::FIRST_POSITION;
-use crate::engine::tree::{Event, Node as TreeNode};
+use crate::engine::prefix::{reborrow, Prefix};
+use crate::engine::tree::{Event, Node as TreeNode, Stack};
 use crate::engine::{evaluate, Leaves, Run};
 use crate::error::{Error, Panic};
 use crate::job::MapReduce;
@@ -46,6 +47,12 @@ pub(crate) struct Node<'r, 'a, T, J: MapReduce<T, C>, C: ?Sized> {
     pub(crate) tally: Option<&'r Tally>,
     /// Rank 0's display, when someone watches; dropped if it panics.
     pub(crate) monitor: &'r mut Option<Monitor>,
+    /// The first leaf to run: after a durable run's saved prefix.
+    pub(crate) from: usize,
+    /// Rank 0 of a durable run: the saved prefix's subtrees' roots, and who
+    /// hears of the progress.
+    pub(crate) resumed: Option<Stack<J::Acc>>,
+    pub(crate) prefix: Option<&'r mut dyn Prefix<J::Acc>>,
 }
 
 impl<T, J, C> ProducerCallback<T> for Node<'_, '_, T, J, C>
@@ -101,7 +108,10 @@ where
         'r: 's,
     {
         let (run, link) = (self.run, self.link);
-        let mut coordinator = Coordinator::new(self.leaves, link.size as usize);
+        let mut prefix = self.prefix;
+        let block_time = prefix.as_deref().map(|prefix| prefix.block_time());
+        let stack = self.resumed.unwrap_or_else(Stack::new);
+        let mut coordinator = Coordinator::resumed(self.leaves, link.size as usize, self.from, stack, block_time);
         let mut stopped_ranks = vec![false; link.size as usize];
         stopped_ranks[0] = true;
         // The horizon the other ranks were last told.
@@ -132,8 +142,15 @@ where
                         link.send(from, &reply);
                     }
                     Up::Result { start, len, node } if !decided => {
-                        coordinator.report(run, start as usize, len as usize, from_wire(node));
+                        coordinator.report(
+                            run,
+                            start as usize,
+                            len as usize,
+                            from_wire(node),
+                            reborrow(&mut prefix),
+                        );
                     }
+                    Up::Stopped => run.state.stop(),
                     Up::Event { horizon } => run.state.lower_horizon(horizon as usize),
                     Up::Progress { items } => {
                         if let Some(tally) = self.tally {
@@ -155,7 +172,7 @@ where
             }
             if let Some(finished) = blocks.take_finished() {
                 if !decided {
-                    coordinator.report(run, finished.start, finished.len, finished.node);
+                    coordinator.report(run, finished.start, finished.len, finished.node, reborrow(&mut prefix));
                 }
                 busy = true;
             }
@@ -174,6 +191,9 @@ where
                 }
                 if coordinator.is_decided(run) {
                     decided = true;
+                    if let (true, Some(prefix)) = (run.state.is_stopped(), reborrow(&mut prefix)) {
+                        coordinator.keep(prefix);
+                    }
                     log::debug!("mpi run: answer known, stopping every rank");
                     for rank in 1..link.size {
                         link.send(rank, &Down::Stop);
@@ -211,6 +231,8 @@ where
     {
         let (run, link) = (self.run, self.link);
         let (mut requested, mut no_more, mut stopped) = (false, false, false);
+        // Whether rank 0 was told that someone stopped the run here.
+        let mut told_stop = false;
         // The horizon rank 0 knows of, as far as this rank can tell.
         let mut told = usize::MAX;
         let mut counted = 0;
@@ -244,6 +266,11 @@ where
                         blocks.queue.clear();
                     }
                 }
+            }
+            if !told_stop && run.state.is_stopped() {
+                // Before any result of a block the stop cut short.
+                link.send(0, &Up::Stopped);
+                told_stop = true;
             }
             if let Some(finished) = blocks.take_finished() {
                 if !stopped {

@@ -27,6 +27,9 @@ pub(crate) enum Up {
     Logs(Vec<WireRecord>),
     /// I have stopped: my last message of this run.
     Finished,
+    /// Someone stopped the run here (a stop handle, a signal): stop it
+    /// everywhere. Sent before any result of a block the stop cut short.
+    Stopped,
 }
 
 /// The coordinator to another rank.
@@ -117,6 +120,13 @@ pub(crate) enum WireOutcome {
     Value(Vec<u8>),
     Panicked(WirePanic),
     Cancelled,
+    /// A stop: `done` items are saved (durable runs).
+    Stopped {
+        done: u64,
+    },
+    /// Rank 0 could not use a durable run's checkpoint: why.
+    #[cfg(feature = "durable")]
+    Checkpoint(String),
 }
 
 /// A log record from another rank.

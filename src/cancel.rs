@@ -86,7 +86,8 @@ impl Shortcircuit {
     /// The horizon's current value: `usize::MAX` while nothing has happened.
     #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
     pub(crate) fn horizon_now(&self) -> usize {
-        self.horizon.load(Ordering::Relaxed)
+        // `SeqCst`: see `stop`. Not on the per-item path.
+        self.horizon.load(Ordering::SeqCst)
     }
 
     /// Lower the horizon to `horizon` as it stands, whatever the mode: an
@@ -105,15 +106,17 @@ impl Shortcircuit {
     /// Stop every task because someone asked the run to stop: an abort
     /// that the run reports as `Error::Stopped`.
     pub(crate) fn stop(&self) {
-        // Before the abort: whoever sees the run aborted and asks why reads
-        // this after the joins that order both stores (see `is_aborted`).
-        self.stopped.store(true, Ordering::Relaxed);
-        self.abort();
+        // `SeqCst`, with `is_stopped` and `horizon_now`: whoever reads the
+        // horizon this lowers, then asks whether the run was stopped (an MPI
+        // rank telling rank 0 why its run ended), hears that it was.
+        self.stopped.store(true, Ordering::SeqCst);
+        self.aborted.store(true, Ordering::Relaxed);
+        self.horizon.fetch_min(0, Ordering::SeqCst);
     }
 
     /// Whether [`stop`](Self::stop) was called.
     pub(crate) fn is_stopped(&self) -> bool {
-        self.stopped.load(Ordering::Relaxed)
+        self.stopped.load(Ordering::SeqCst)
     }
 
     /// Whether [`abort`](Self::abort) was called. Read after the run's

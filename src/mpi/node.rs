@@ -296,6 +296,12 @@ where
                 busy = true;
             }
             let horizon = run.state.horizon_now();
+            if !told_stop && run.state.is_stopped() {
+                // Read after the horizon: a horizon a stop lowered is sent
+                // after the stop itself, so rank 0 knows it for a stop.
+                link.send(0, &Up::Stopped);
+                told_stop = true;
+            }
             if !stopped && horizon < told {
                 told = horizon;
                 link.send(

@@ -40,7 +40,8 @@ pub enum CheckpointProblem {
     Locked,
     /// The path is a directory.
     IsADirectory,
-    /// The file does not start like a checkpoint of this crate.
+    /// The file does not start like a checkpoint of this crate, or is no
+    /// regular file (a FIFO, a socket, a device).
     NotACheckpoint,
     /// The file was written by a format version this build does not read.
     OtherVersion { found: u32, supported: u32 },

@@ -52,11 +52,15 @@
 //!   whole. Writes happen on a thread of their own, never on a worker. A
 //!   failed write is logged (warning) and tried again at the next interval;
 //!   the final one (the answer, or the prefix of a stop) is reported. The
-//!   path's directory must be writable when the run starts (else
-//!   [`Error::Checkpoint`] at once).
+//!   checkpoint must be writable when a run starts — its directory, and the
+//!   file if there is one — else [`Error::Checkpoint`] at once, before any
+//!   item is computed (a saved answer is returned from a read-only file).
+//!   A FIFO, socket or device in its place is refused without opening it.
 //! - **One process per file.** A run holds an advisory lock (`flock`) on
 //!   `<path>.lock` while it runs; a second run on the same file, in this
-//!   process or another, gets [`Error::Checkpoint`] ([`CheckpointProblem::Locked`]).
+//!   process or another, gets [`Error::Checkpoint`] ([`CheckpointProblem::Locked`])
+//!   once the lock has stayed held for half a second (a child process
+//!   forked while a run holds the lock shares it until it execs).
 //! - **Bad files never lie.** A truncated, damaged (a checksum over the
 //!   whole file), foreign (another key, length, leaf size, mode or
 //!   accumulator type) or other-version file is [`Error::Checkpoint`] naming

@@ -178,6 +178,7 @@ impl<'c> Session<'c> {
         A: Serialize + Send,
         F: FnOnce(&mut dyn Prefix<A>) -> R,
     {
+        store::check_writable(self.path()).map_err(Error::Checkpoint)?;
         let _listening = listen_for_signals(self.checkpoint);
         let writer = store::Writer::start(self.path()).map_err(Error::Checkpoint)?;
         let mut saver = Saver {

@@ -16,6 +16,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
@@ -24,16 +25,35 @@ use super::error::{CheckpointError, CheckpointProblem};
 /// The lock on a checkpoint, held for a run: `<path>.lock`, locked with
 /// `flock`. The lock file stays behind (removing it would race another
 /// process opening it); it is empty.
+///
+/// An `flock` lock belongs to the open file, which `fork` shares with the
+/// child: a child forked by any thread while a run holds the lock (to run
+/// a command, say) holds it too until it execs. So a lock found held is
+/// tried again for [`LOCK_GRACE`] before the checkpoint is reported
+/// [`Locked`](CheckpointProblem::Locked): a run started on a file just
+/// after another run on it ended is not refused because some thread was
+/// starting a command at that moment. (A child that forks and never execs
+/// holds the lock for its life.)
 pub(crate) struct Lock {
     _file: File,
 }
 
+/// How long a held lock is waited for: far longer than a fork takes to
+/// exec, short next to a run.
+const LOCK_GRACE: Duration = Duration::from_millis(500);
+
 impl Lock {
-    /// Lock the checkpoint at `path`, creating its lock file: this also
-    /// shows that its directory is writable.
+    /// Lock the checkpoint at `path`, creating its lock file. A directory,
+    /// FIFO, socket or device at `path` is refused here, before anything
+    /// opens it (opening a FIFO would wait for a writer forever; reading
+    /// `/dev/zero` would never end).
     pub(crate) fn take(path: &Path) -> Result<Lock, CheckpointError> {
-        if path.is_dir() {
-            return Err(CheckpointError::new(path, CheckpointProblem::IsADirectory));
+        match fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => return Err(CheckpointError::new(path, CheckpointProblem::IsADirectory)),
+            Ok(meta) if !meta.is_file() => return Err(CheckpointError::new(path, CheckpointProblem::NotACheckpoint)),
+            // Missing (a first run), or not for us to see: opening the lock
+            // file says what is wrong.
+            _ => {}
         }
         let lock_path = sibling(path, "", ".lock");
         let file = OpenOptions::new()
@@ -43,10 +63,20 @@ impl Lock {
             .truncate(false)
             .open(&lock_path)
             .map_err(|err| CheckpointError::io(path, "cannot create its lock file", err))?;
-        match fs4::FileExt::try_lock(&file) {
-            Ok(()) => Ok(Lock { _file: file }),
-            Err(fs4::TryLockError::WouldBlock) => Err(CheckpointError::new(path, CheckpointProblem::Locked)),
-            Err(fs4::TryLockError::Error(err)) => Err(CheckpointError::io(path, "cannot lock its lock file", err)),
+        let deadline = Instant::now() + LOCK_GRACE;
+        loop {
+            match fs4::FileExt::try_lock(&file) {
+                Ok(()) => return Ok(Lock { _file: file }),
+                Err(fs4::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(fs4::TryLockError::WouldBlock) => {
+                    return Err(CheckpointError::new(path, CheckpointProblem::Locked))
+                }
+                Err(fs4::TryLockError::Error(err)) => {
+                    return Err(CheckpointError::io(path, "cannot lock its lock file", err))
+                }
+            }
         }
     }
 }
@@ -70,6 +100,25 @@ pub(crate) fn read(path: &Path) -> Result<Option<Vec<u8>>, CheckpointError> {
     file.read_to_end(&mut bytes)
         .map_err(|err| CheckpointError::io(path, "cannot read it", err))?;
     Ok(Some(bytes))
+}
+
+/// Whether a run can save to `path`, checked as it starts so that a run
+/// never computes for hours to find that none of its saves land: its
+/// temporary file can be created beside it (the directory takes new files,
+/// even with the lock file already there), and the file, if there is one,
+/// can be opened for writing. A file without write permission is refused
+/// even where its directory would let a rename replace it: read-only says
+/// "do not touch". (An immutable file, `chattr +i`, cannot be replaced even
+/// by root.) Nothing is changed: the temporary file is ours under the lock.
+pub(crate) fn check_writable(path: &Path) -> Result<(), CheckpointError> {
+    let temporary = sibling(path, ".", ".tmp");
+    File::create(&temporary).map_err(|err| CheckpointError::io(path, "cannot create its temporary file", err))?;
+    fs::remove_file(&temporary).map_err(|err| CheckpointError::io(path, "cannot remove its temporary file", err))?;
+    match OpenOptions::new().write(true).open(path) {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(CheckpointError::io(path, "cannot write it", err)),
+    }
 }
 
 /// Replace the checkpoint at `path` by `bytes`, crash-safely (see the

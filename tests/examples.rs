@@ -308,8 +308,10 @@ fn every_example_documents_every_flag_in_help() {
 /// warnings denied: a user who copies an example into `cargo new` gets a
 /// program that builds (no `std::env::set_var`, E0133 there). The mpi and
 /// durable parts of `min_cut` stay off (its crate's features are off). The
-/// crate and its target directory live in `target/tmp/edition-2024`, so only
-/// the first run builds the dependencies.
+/// program in README's "Long runs" joins them as `readme_long_runs.rs`
+/// (with this crate's `durable` feature: README doctests run without it).
+/// The crate and its target directory live in `target/tmp/edition-2024`, so
+/// only the first run builds the dependencies.
 #[test]
 fn examples_compile_as_edition_2024_crates() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -331,7 +333,8 @@ edition = "2024"
 publish = false
 
 [dependencies]
-mapreduce = {{ path = {root:?} }}
+# `durable` for the README's "Long runs" program.
+mapreduce = {{ path = {root:?}, features = ["durable"] }}
 clap = {{ version = "4", features = ["derive"] }}
 rayon = "1.12"
 log = "0.4"
@@ -364,6 +367,9 @@ warnings = "deny"
             examples.push(name);
         }
     }
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    write(&bins.join("readme_long_runs.rs"), &long_runs_program(&readme));
+    examples.push("readme_long_runs.rs".into());
     for entry in std::fs::read_dir(&bins).unwrap() {
         let path = entry.unwrap().path();
         if !examples.contains(&path.file_name().unwrap().to_owned()) {
@@ -389,6 +395,24 @@ warnings = "deny"
         krate.display(),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// The program in README's "Long runs" section: its first `rust` block
+/// (marked `ignore` there, as README doctests run without the `durable`
+/// feature).
+fn long_runs_program(readme: &str) -> String {
+    let section = readme
+        .split("\n## Long runs\n")
+        .nth(1)
+        .expect("README has a \"Long runs\" section");
+    let section = section.split("\n## ").next().unwrap();
+    let block = section
+        .split("\n```rust")
+        .nth(1)
+        .expect("a rust block in README's \"Long runs\"");
+    let (_, code) = block.split_once('\n').unwrap();
+    let (code, _) = code.split_once("\n```").expect("the block ends");
+    format!("{code}\n")
 }
 
 #[test]

@@ -73,6 +73,10 @@ impl Tmux {
             .status()
             .expect("tmux runs");
         assert!(status.success(), "tmux new-session failed");
+        // Keys typed before the shell is ready could be lost.
+        tmux.wait_for("the shell's prompt", |lines| {
+            lines.last().is_some_and(|line| line == "$")
+        });
         tmux
     }
 

@@ -11,14 +11,22 @@
 //! # On a cluster (README "Running on a cluster"): every rank runs the search
 //! cargo build --release --features mpi --example min_cut
 //! mpirun -n 4 target/release/examples/min_cut --mpi
+//!
+//! # A long run (README "Long runs"): Ctrl-C saves and exits 85; the same
+//! # command resumes, and once done prints the saved answer at once
+//! cargo run --release --features durable --example min_cut -- --nodes 30 --checkpoint min_cut.ckpt
 //! ```
 //!
 //! Flags (`--help` lists them): `--nodes N` (default 24), `--seed S`
 //! (default 1), `--workers W` (PyPhi's NUMBER_OF_CORES rule: -1 all cores;
 //! per rank with `--mpi`), `--sequential`, `--any-order`, `--no-progress`,
-//! `--disconnected`, and `--mpi` (built with `--features mpi`: the ranks of
+//! `--disconnected`, `--mpi` (built with `--features mpi`: the ranks of
 //! an `mpirun`/`srun` job share the search; rank 0 prints, and shows the
-//! workers' info lines when every rank has `RUST_LOG=info`).
+//! workers' info lines when every rank has `RUST_LOG=info`), and
+//! `--checkpoint PATH` with `--checkpoint-every SECS` (built with
+//! `--features durable`: the search saves its progress in PATH, stops
+//! gracefully on Ctrl-C, SIGTERM or SIGUSR1 with exit code 85, "stopped,
+//! resume me", and the same command resumes it; not with `--mpi` yet).
 //!
 //! A cut puts each node on side A or side B; its cost is the total weight of
 //! the edges from one side to the other, in either direction. Cut `k`
@@ -26,14 +34,26 @@
 //! last node is always on side B, so every bipartition is counted once.
 
 use std::ops::ControlFlow::{self, Break, Continue};
+#[cfg(feature = "durable")]
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+#[cfg(feature = "durable")]
+use std::time::Duration;
 use std::time::Instant;
 
 use clap::builder::RangedU64ValueParser;
-#[cfg(not(feature = "mpi"))]
-use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::error::ErrorKind;
+#[cfg(not(all(feature = "mpi", feature = "durable")))]
+use clap::error::{ContextKind, ContextValue};
 use clap::Parser;
+#[cfg(feature = "durable")]
+use mapreduce::durable::{par_map_reduce_durable, Checkpoint};
 use mapreduce::prelude::*;
+
+/// The exit code of a search stopped with its progress saved: "stopped,
+/// resume me" (HTCondor's convention, and our SLURM script's: it requeues
+/// the job on 85).
+const STOPPED: i32 = 85;
 
 /// A weighted directed network: `weights[i][j]` is the weight of edge i → j.
 struct Network {
@@ -166,22 +186,70 @@ struct Args {
     #[cfg(feature = "mpi")]
     #[arg(long)]
     mpi: bool,
+    /// Save the search's progress in PATH: Ctrl-C, SIGTERM or SIGUSR1 stop it
+    /// (exit code 85) and the same command resumes it
+    #[cfg(feature = "durable")]
+    #[arg(long, value_name = "PATH")]
+    checkpoint: Option<PathBuf>,
+    /// Seconds between saves of the progress, with --checkpoint
+    #[cfg(feature = "durable")]
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_seconds, requires = "checkpoint")]
+    checkpoint_every: Duration,
+}
+
+/// A positive number of seconds, fractions allowed (`0.5`).
+#[cfg(feature = "durable")]
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if seconds.is_nan() || seconds <= 0.0 {
+        return Err(format!("{text} s: the interval must be more than 0 s"));
+    }
+    Duration::try_from_secs_f64(seconds).map_err(|err| format!("{text} s: {err}"))
+}
+
+/// The cargo feature that a flag of a fuller build needs, if `arg` is one.
+#[cfg(not(all(feature = "mpi", feature = "durable")))]
+fn feature_needed_by(arg: &str) -> Option<&'static str> {
+    match arg.split('=').next().unwrap_or(arg) {
+        #[cfg(not(feature = "mpi"))]
+        "--mpi" => Some("mpi"),
+        #[cfg(not(feature = "durable"))]
+        "--checkpoint" | "--checkpoint-every" => Some("durable"),
+        _ => None,
+    }
 }
 
 impl Args {
     /// The command line, or exit with clap's message (status 2; 0 for
     /// `--help`).
     fn parse_or_exit() -> Args {
-        Args::try_parse().unwrap_or_else(|err| {
-            #[cfg(not(feature = "mpi"))]
-            if err.kind() == ErrorKind::UnknownArgument
-                && matches!(err.get(ContextKind::InvalidArg), Some(ContextValue::String(arg)) if arg == "--mpi")
-            {
-                eprintln!("error: --mpi needs the example built with --features mpi");
-                std::process::exit(2);
+        let args = Args::try_parse().unwrap_or_else(|err| {
+            #[cfg(not(all(feature = "mpi", feature = "durable")))]
+            if err.kind() == ErrorKind::UnknownArgument {
+                if let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) {
+                    if let Some(feature) = feature_needed_by(arg) {
+                        let flag = arg.split('=').next().unwrap_or(arg);
+                        eprintln!("error: {flag} needs the example built with --features {feature}");
+                        std::process::exit(2);
+                    }
+                }
             }
             err.exit()
-        })
+        });
+        #[cfg(all(feature = "mpi", feature = "durable"))]
+        if args.mpi && args.checkpoint.is_some() {
+            use clap::CommandFactory;
+            Args::command()
+                .error(
+                    ErrorKind::ArgumentConflict,
+                    "--checkpoint does not work with --mpi yet (the library has no durable MPI run): \
+                     drop one of them",
+                )
+                .exit();
+        }
+        args
     }
 
     /// Whether the search runs across the ranks of an MPI job.
@@ -191,6 +259,28 @@ impl Args {
         #[cfg(not(feature = "mpi"))]
         let mpi = false;
         mpi
+    }
+
+    /// Where the search saves its progress (`--checkpoint`), if anywhere.
+    /// Its key names everything that changes the answer: a file saved for
+    /// another network or mode is refused, never resumed (the library also
+    /// checks the number of cuts and the leaf size). Change the `v1` when
+    /// the cost function changes.
+    #[cfg(feature = "durable")]
+    fn checkpoint(&self) -> Option<Checkpoint> {
+        let key = format!(
+            "min_cut v1: {} nodes, seed {}{}{}",
+            self.nodes,
+            self.seed,
+            if self.disconnected { ", disconnected" } else { "" },
+            if self.any_order { ", any order" } else { "" },
+        );
+        let path = self.checkpoint.as_ref()?;
+        Some(
+            Checkpoint::new(path, key)
+                .every(self.checkpoint_every)
+                .stop_on_signals(true),
+        )
     }
 }
 
@@ -223,10 +313,22 @@ fn main() {
             std::process::exit(2);
         }
     };
+    #[cfg(feature = "durable")]
+    let checkpoint = args.checkpoint();
+    #[cfg(feature = "durable")]
+    let saving = checkpoint.as_ref().map_or(String::new(), |checkpoint| {
+        format!(
+            ", saving to {} every {:?}",
+            checkpoint.path().display(),
+            checkpoint.interval()
+        )
+    });
+    #[cfg(not(feature = "durable"))]
+    let saving = "";
     let lead = cluster.rank() == 0;
     if lead {
         println!(
-            "Searching {} cuts of a {}-node network (seed {}) with {workers} worker(s){}{}",
+            "Searching {} cuts of a {}-node network (seed {}) with {workers} worker(s){}{}{saving}",
             cuts.end - 1,
             args.nodes,
             args.seed,
@@ -237,18 +339,36 @@ fn main() {
     let started = Instant::now();
     // In order: a free cut at index k is found after about k / workers cuts'
     // time, wherever it lies. (`indexed_range`: rayon indexes no u64 range.)
-    let result = config.scope(|| cluster.search(indexed_range(cuts.clone()), &network, &job));
+    let result = config.scope(|| {
+        // Durable: the same in-order search, its progress saved now and then
+        // and when a signal stops it; a rerun resumes (and a finished search
+        // answers from the file at once).
+        #[cfg(feature = "durable")]
+        if let Some(checkpoint) = &checkpoint {
+            return par_map_reduce_durable(indexed_range(cuts.clone()), &network, &job, checkpoint);
+        }
+        cluster.search(indexed_range(cuts.clone()), &network, &job)
+    });
     let elapsed = started.elapsed();
     let evaluated = cluster.total(job.evaluated.load(Ordering::Relaxed));
     if !lead {
         return;
     }
+    // A durable search evaluates only the cuts not saved before.
+    #[cfg(feature = "durable")]
+    let this_run = match &checkpoint {
+        Some(checkpoint) if evaluated == 0 => format!(" (the answer saved in {})", checkpoint.path().display()),
+        Some(_) => " in this run".to_owned(),
+        None => String::new(),
+    };
+    #[cfg(not(feature = "durable"))]
+    let this_run = "";
     match result {
         Ok(Some((cost, cut))) => {
             let side_a: Vec<usize> = (0..network.nodes()).filter(|i| cut >> i & 1 == 1).collect();
             println!("best cut:    {cut} (side A: nodes {side_a:?})");
             println!("cost:        {cost}");
-            println!("evaluated:   {evaluated} of {} cuts", cuts.end - 1);
+            println!("evaluated:   {evaluated} of {} cuts{this_run}", cuts.end - 1);
             println!("time:        {:.2?}", elapsed);
             println!(
                 "shortcircuit: {}",
@@ -260,8 +380,31 @@ fn main() {
             );
         }
         Ok(None) => println!("no cuts to evaluate"),
+        // Stopped by a signal with its progress saved (`--checkpoint`):
+        // "stopped, resume me".
+        Err(mapreduce::Error::Stopped {
+            done,
+            checkpoint: Some(path),
+        }) => {
+            eprintln!(
+                "stopped: {done} of {} cuts saved in {}; run the same command to resume",
+                cuts.end - 1,
+                path.display()
+            );
+            std::process::exit(STOPPED);
+        }
         Err(err) => {
             eprintln!("error: {err}");
+            #[cfg(feature = "durable")]
+            if let mapreduce::Error::Checkpoint(err) = &err {
+                use mapreduce::durable::CheckpointProblem::{Io, Locked};
+                if !matches!(err.problem(), Io { .. } | Locked) {
+                    eprintln!(
+                        "(to start over, delete {} or give --checkpoint another path)",
+                        err.path().display()
+                    );
+                }
+            }
             std::process::exit(1);
         }
     }

@@ -36,12 +36,16 @@ const FLAGS: &[(&str, &[&str])] = &[
 ];
 
 /// The flags of example `name`, with `--mpi` for `min_cut` when built with
-/// the `mpi` feature.
+/// the `mpi` feature, and `--checkpoint`, `--checkpoint-every` with the
+/// `durable` feature.
 fn flags_of(name: &str) -> Vec<&'static str> {
     let (_, flags) = FLAGS.iter().find(|(example, _)| *example == name).unwrap();
     let mut flags = flags.to_vec();
     if name == "min_cut" && cfg!(feature = "mpi") {
         flags.push("--mpi");
+    }
+    if name == "min_cut" && cfg!(feature = "durable") {
+        flags.extend(["--checkpoint", "--checkpoint-every"]);
     }
     flags
 }
@@ -109,15 +113,115 @@ fn min_cut_rejects_bad_arguments() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    if !cfg!(feature = "mpi") {
-        let output = Command::new(common::example("min_cut")).arg("--mpi").output().unwrap();
+    // Flags of a fuller build: a message that says which feature they need.
+    let missing: &[(&[&str], &str)] = &[
+        (&["--mpi"], "--mpi needs the example built with --features mpi"),
+        (
+            &["--checkpoint", "min_cut.ckpt"],
+            "--checkpoint needs the example built with --features durable",
+        ),
+        (
+            &["--checkpoint=min_cut.ckpt"],
+            "--checkpoint needs the example built with --features durable",
+        ),
+        (
+            &["--checkpoint-every", "5"],
+            "--checkpoint-every needs the example built with --features durable",
+        ),
+    ];
+    for (args, message) in missing {
+        let feature = message.rsplit(' ').next().unwrap();
+        if (feature == "mpi" && cfg!(feature = "mpi")) || (feature == "durable" && cfg!(feature = "durable")) {
+            continue;
+        }
+        let output = Command::new(common::example("min_cut")).args(*args).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+    if cfg!(feature = "durable") {
+        for bad in [
+            &["--checkpoint-every", "5"][..],
+            &["--checkpoint", "x", "--checkpoint-every", "0"],
+        ] {
+            let output = Command::new(common::example("min_cut")).args(bad).output().unwrap();
+            assert_eq!(output.status.code(), Some(2), "{bad:?}");
+        }
+    }
+    if cfg!(all(feature = "mpi", feature = "durable")) {
+        let output = Command::new(common::example("min_cut"))
+            .args(["--mpi", "--checkpoint", "min_cut.ckpt"])
+            .output()
+            .unwrap();
         assert_eq!(output.status.code(), Some(2));
         let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("--checkpoint does not work with --mpi yet"), "{stderr}");
+    }
+}
+
+/// `--checkpoint` (feature `durable`): the answer of a plain run, saved;
+/// the same command then prints it at once; a file saved for another
+/// network is refused, saying how to start over. (Stopping and resuming:
+/// `tests/terminal.rs`, under tmux.)
+#[cfg(feature = "durable")]
+#[test]
+fn min_cut_with_a_checkpoint_remembers_its_answer() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("min-cut-checkpoint-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("min_cut.ckpt");
+    let path = path.to_str().unwrap();
+    let pick = |output: &str, key: &str| output.lines().find(|l| l.starts_with(key)).map(str::to_owned);
+    for extra in [&[][..], &["--disconnected"][..]] {
+        let _ = std::fs::remove_file(path);
+        let mut args = vec!["--nodes", "12", "--no-progress"];
+        args.extend_from_slice(extra);
+        let plain = run_example("min_cut", &args);
+        args.extend(["--checkpoint", path]);
+        let first = run_example("min_cut", &args);
+        let again = run_example("min_cut", &args);
+        for key in ["best cut:", "cost:", "shortcircuit:"] {
+            assert!(pick(&plain, key).is_some(), "{plain}");
+            assert_eq!(pick(&first, key), pick(&plain, key), "{extra:?}: {first}");
+            assert_eq!(pick(&again, key), pick(&plain, key), "{extra:?}: {again}");
+        }
         assert!(
-            stderr.contains("--mpi needs the example built with --features mpi"),
-            "{stderr}"
+            pick(&first, "evaluated:").unwrap().ends_with("cuts in this run"),
+            "{first}"
+        );
+        assert_eq!(
+            pick(&again, "evaluated:").unwrap(),
+            format!("evaluated:   0 of 2047 cuts (the answer saved in {path})")
         );
     }
+    // The file holds the disconnected network's answer: another seed is
+    // another search.
+    let output = Command::new(common::example("min_cut"))
+        .args([
+            "--nodes",
+            "12",
+            "--seed",
+            "2",
+            "--disconnected",
+            "--no-progress",
+            "--checkpoint",
+            path,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("saved for another search") && stderr.contains("seed 1") && stderr.contains("seed 2"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "(to start over, delete {path} or give --checkpoint another path)"
+        )),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -202,10 +306,12 @@ fn every_example_documents_every_flag_in_help() {
 /// edition-2024 crate that depends on this one by path (and on clap, rayon,
 /// log and env_logger, as the examples do), passes `cargo check` with
 /// warnings denied: a user who copies an example into `cargo new` gets a
-/// program that builds (no `std::env::set_var`, E0133 there). The mpi parts
-/// of `min_cut` stay off (its crate's `mpi` feature is off). The crate and
-/// its target directory live in `target/tmp/edition-2024`, so only the first
-/// run builds the dependencies.
+/// program that builds (no `std::env::set_var`, E0133 there). The mpi and
+/// durable parts of `min_cut` stay off (its crate's features are off). The
+/// program in README's "Long runs" joins them as `readme_long_runs.rs`
+/// (with this crate's `durable` feature: README doctests run without it).
+/// The crate and its target directory live in `target/tmp/edition-2024`, so
+/// only the first run builds the dependencies.
 #[test]
 fn examples_compile_as_edition_2024_crates() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -227,15 +333,18 @@ edition = "2024"
 publish = false
 
 [dependencies]
-mapreduce = {{ path = {root:?} }}
+# `durable` for the README's "Long runs" program.
+mapreduce = {{ path = {root:?}, features = ["durable"] }}
 clap = {{ version = "4", features = ["derive"] }}
 rayon = "1.12"
 log = "0.4"
 env_logger = "0.11"
 
 [features]
-# min_cut's `--mpi` parts are behind this feature, left off here.
+# min_cut's `--mpi` and `--checkpoint` parts are behind these features, left
+# off here.
 mpi = []
+durable = []
 
 [lints.rust]
 warnings = "deny"
@@ -258,6 +367,9 @@ warnings = "deny"
             examples.push(name);
         }
     }
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    write(&bins.join("readme_long_runs.rs"), &long_runs_program(&readme));
+    examples.push("readme_long_runs.rs".into());
     for entry in std::fs::read_dir(&bins).unwrap() {
         let path = entry.unwrap().path();
         if !examples.contains(&path.file_name().unwrap().to_owned()) {
@@ -283,6 +395,24 @@ warnings = "deny"
         krate.display(),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// The program in README's "Long runs" section: its first `rust` block
+/// (marked `ignore` there, as README doctests run without the `durable`
+/// feature).
+fn long_runs_program(readme: &str) -> String {
+    let section = readme
+        .split("\n## Long runs\n")
+        .nth(1)
+        .expect("README has a \"Long runs\" section");
+    let section = section.split("\n## ").next().unwrap();
+    let block = section
+        .split("\n```rust")
+        .nth(1)
+        .expect("a rust block in README's \"Long runs\"");
+    let (_, code) = block.split_once('\n').unwrap();
+    let (code, _) = code.split_once("\n```").expect("the block ends");
+    format!("{code}\n")
 }
 
 #[test]

@@ -11,6 +11,11 @@
 //! keeps 20 cells): these run as [`scenario`]s of this test binary,
 //! re-executed in tmux.
 //!
+//! With the `durable` feature, `min_cut --checkpoint` is stopped by Ctrl-C
+//! typed into a shell in tmux, says how many cuts it saved, exits 85, and
+//! the same command typed again resumes and answers what an uninterrupted
+//! run answers (`mod durable`).
+//!
 //! `.ci/run` installs tmux; elsewhere the test is skipped without it.
 
 mod common;
@@ -389,4 +394,220 @@ fn at_80_columns_a_long_description_leaves_the_bar_20_cells() {
         "{}",
         end.join("\n")
     );
+}
+
+// ----------------------------------------------------------------------------
+// Durable runs (feature `durable`): the `min_cut` demo stopped and resumed.
+
+#[cfg(feature = "durable")]
+mod durable {
+    use std::path::Path;
+
+    use super::common::tmux::{tmux_available, Tmux};
+    use super::common::{example, run_example};
+
+    /// 524,287 cuts: several seconds in a debug build, long enough to press
+    /// Ctrl-C in the middle.
+    const NODES: &str = "20";
+    const CUTS: u64 = 524_287;
+
+    /// The bar's count of cuts done, if `line` is a bar of `min_cut`.
+    fn bar_done(line: &str) -> Option<u64> {
+        let before = line.strip_prefix("Evaluating cuts")?.split_once("/524,287 [")?.0;
+        before.rsplit(' ').next()?.replace(',', "").parse().ok()
+    }
+
+    /// The lines of the `n`-th run (from 1) of the command that contains
+    /// `marker`: after its `n`-th prompt line, up to the next prompt.
+    fn run_lines(lines: &[String], marker: &str, n: usize) -> Vec<String> {
+        let is_command = |line: &String| line.starts_with("$ ") && line.contains(marker);
+        let Some(at) = lines.iter().enumerate().filter(|(_, line)| is_command(line)).nth(n - 1) else {
+            return Vec::new();
+        };
+        lines[at.0 + 1..]
+            .iter()
+            .take_while(|line| !line.starts_with("$ "))
+            .cloned()
+            .collect()
+    }
+
+    /// The exit status the `n`-th run printed (`EXIT=<status>`), once it has.
+    fn exit_of(lines: &[String], marker: &str, n: usize) -> Option<String> {
+        run_lines(lines, marker, n)
+            .iter()
+            .find_map(|line| line.strip_prefix("EXIT=").map(str::to_owned))
+    }
+
+    /// The lines that do not depend on timing or on how much a run did.
+    fn answer(lines: &[String]) -> Vec<String> {
+        lines
+            .iter()
+            .filter(|line| {
+                line.starts_with("best cut:") || line.starts_with("cost:") || line.starts_with("shortcircuit:")
+            })
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn min_cut_stopped_by_ctrl_c_resumes_with_the_uninterrupted_answer() {
+        if !tmux_available() {
+            return;
+        }
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("terminal-durable-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("min_cut.ckpt");
+        let plain: Vec<String> = run_example("min_cut", &["--nodes", NODES, "--no-progress"])
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        let uninterrupted = answer(&plain);
+        assert_eq!(uninterrupted.len(), 3, "{plain:?}");
+
+        let marker = "--checkpoint";
+        // Saves every second: blocks of a quarter second at most.
+        let command = format!(
+            "'{}' --nodes {NODES} --checkpoint '{}' --checkpoint-every 1; echo EXIT=$?",
+            example("min_cut").display(),
+            path.display()
+        );
+        let tmux = Tmux::shell("durable");
+        tmux.type_line(&command);
+
+        // Ctrl-C once a third of the cuts are done.
+        let live = tmux.wait_for("a bar past a third of the cuts", |lines| {
+            let run = run_lines(lines, marker, 1);
+            run.iter()
+                .filter_map(|line| bar_done(line))
+                .any(|done| done >= CUTS / 3)
+                || exit_of(lines, marker, 1).is_some()
+        });
+        assert!(
+            exit_of(&live, marker, 1).is_none(),
+            "the run ended before Ctrl-C:\n{}",
+            live.join("\n")
+        );
+        tmux.send_keys("C-c");
+        let end = tmux.wait_for("the stopped run's end", |lines| exit_of(lines, marker, 1).is_some());
+        let first = run_lines(&end, marker, 1);
+        let screen = end.join("\n");
+        assert_eq!(exit_of(&end, marker, 1).as_deref(), Some("85"), "{screen}");
+        let stopped = first
+            .iter()
+            .find_map(|line| line.strip_prefix("stopped: "))
+            .unwrap_or_else(|| panic!("no `stopped:` line:\n{screen}"));
+        let (done, rest) = stopped.split_once(' ').unwrap();
+        let saved: u64 = done.parse().unwrap_or_else(|_| panic!("{stopped:?}"));
+        // The completed prefix of whole blocks: the leaves of the block in
+        // flight are done again, so this may be less than the bar showed.
+        assert!(saved > 0 && saved < CUTS, "{stopped:?}");
+        assert_eq!(
+            rest,
+            format!(
+                "of {CUTS} cuts saved in {}; run the same command to resume",
+                path.display()
+            )
+        );
+        assert!(
+            first
+                .iter()
+                .any(|line| line.contains("SIGINT: stopping after saving the checkpoint")),
+            "{screen}"
+        );
+        // (A bar line above may stay: see `ctrl_c_leaves_no_bar_behind`.)
+        let after = first.iter().skip_while(|line| !line.starts_with("stopped: "));
+        assert!(
+            !after.clone().any(|line| line.contains("Evaluating cuts")),
+            "bar drawn after the run stopped:\n{screen}"
+        );
+
+        // The same command again: it resumes from the saved cuts (the bar
+        // starts there) and answers what the uninterrupted run answered.
+        tmux.type_line(&command);
+        let resumed = tmux.wait_for("the resumed run's bar", |lines| {
+            run_lines(lines, marker, 2).iter().any(|line| bar_done(line).is_some())
+                || exit_of(lines, marker, 2).is_some()
+        });
+        let first_bar = run_lines(&resumed, marker, 2).iter().find_map(|line| bar_done(line));
+        assert!(
+            first_bar.is_some_and(|done| done >= saved),
+            "the resumed bar did not start at the {saved} saved cuts:\n{}",
+            resumed.join("\n")
+        );
+        let end = tmux.wait_for("the resumed run's end", |lines| exit_of(lines, marker, 2).is_some());
+        let second = run_lines(&end, marker, 2);
+        let screen = end.join("\n");
+        assert_eq!(exit_of(&end, marker, 2).as_deref(), Some("0"), "{screen}");
+        assert!(
+            second
+                .iter()
+                .any(|line| line.contains("resuming") && line.contains(&format!("after {saved} item(s) saved"))),
+            "no line saying the run resumed after {saved} cuts:\n{screen}"
+        );
+        assert_eq!(answer(&second), uninterrupted, "{screen}");
+        assert!(
+            !second.iter().any(|line| line.contains("Evaluating cuts")),
+            "bar left on screen:\n{screen}"
+        );
+
+        // And once more: the saved answer at once, no cut evaluated.
+        tmux.type_line(&command);
+        let end = tmux.wait_for("the finished search's answer", |lines| {
+            exit_of(lines, marker, 3).is_some()
+        });
+        let third = run_lines(&end, marker, 3);
+        let screen = end.join("\n");
+        assert_eq!(exit_of(&end, marker, 3).as_deref(), Some("0"), "{screen}");
+        assert_eq!(answer(&third), uninterrupted, "{screen}");
+        assert!(
+            third
+                .iter()
+                .any(|line| line == &format!("evaluated:   0 of {CUTS} cuts (the answer saved in {})", path.display())),
+            "{screen}"
+        );
+        drop(tmux);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Ctrl-C at a live bar: the terminal echoes `^C` after the bar, which
+    /// fills the line, so the cursor wraps to the next line, and the bar is
+    /// cleared there instead of on its own line, which stays on screen. (A
+    /// `kill -INT` or `stty -echoctl` leaves no bar.) The bar must leave the
+    /// last columns of the line free for the echo.
+    #[test]
+    #[ignore = "known: the bar fills the line and the ^C echo wraps it (the library will leave room)"]
+    fn ctrl_c_leaves_no_bar_behind() {
+        if !tmux_available() {
+            return;
+        }
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("terminal-ctrl-c-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let marker = "--checkpoint";
+        let command = format!(
+            "'{}' --nodes {NODES} --checkpoint '{}'; echo EXIT=$?",
+            example("min_cut").display(),
+            dir.join("min_cut.ckpt").display()
+        );
+        let tmux = Tmux::shell("ctrl-c");
+        tmux.type_line(&command);
+        tmux.wait_for("a live bar", |lines| {
+            run_lines(lines, marker, 1)
+                .iter()
+                .any(|line| bar_done(line).is_some_and(|done| done > 0))
+        });
+        tmux.send_keys("C-c");
+        let end = tmux.wait_for("the stopped run's end", |lines| exit_of(lines, marker, 1).is_some());
+        assert_eq!(exit_of(&end, marker, 1).as_deref(), Some("85"), "{}", end.join("\n"));
+        assert!(
+            !run_lines(&end, marker, 1)
+                .iter()
+                .any(|line| line.contains("Evaluating cuts")),
+            "bar left on screen:\n{}",
+            end.join("\n")
+        );
+        drop(tmux);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

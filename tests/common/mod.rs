@@ -105,20 +105,33 @@ fn status_field(name: &str) -> usize {
         .unwrap_or_else(|| panic!("{name} not in /proc/self/status"))
 }
 
-/// The path of example `name`, built for the profile the tests run in
-/// (`cargo test` builds the examples; a lone `--test` run builds it here).
+/// The path of example `name`, built for the profile and with the features
+/// the tests run with: `cargo test` builds the examples so, but a lone
+/// `--test` run may find one that another command built with other
+/// features (`--features durable` adds flags to `min_cut`), so each is
+/// built here once per test process (a no-op when it is up to date).
 pub fn example(name: &str) -> std::path::PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap().join("examples");
     let path = dir.join(name);
-    if !path.exists() {
+    let mut built = BUILT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !built.iter().any(|built| built == name) {
         let release = dir.parent().unwrap().ends_with("release");
         let mut build = std::process::Command::new(env!("CARGO"));
-        build.args(["build", "--example", name]);
+        build.args(["build", "--quiet", "--example", name]);
         if release {
             build.arg("--release");
         }
+        let features: Vec<&str> = [("mpi", cfg!(feature = "mpi")), ("durable", cfg!(feature = "durable"))]
+            .into_iter()
+            .filter_map(|(feature, on)| on.then_some(feature))
+            .collect();
+        if !features.is_empty() {
+            build.args(["--features", &features.join(",")]);
+        }
         assert!(build.status().unwrap().success(), "building example {name} failed");
+        built.push(name.to_owned());
     }
     path
 }

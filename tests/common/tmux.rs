@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 pub struct Tmux {
     socket: String,
+    /// Whether [`capture`](Self::capture) includes the lines scrolled off.
+    history: bool,
 }
 
 impl Tmux {
@@ -17,6 +19,7 @@ impl Tmux {
     pub fn start_sized(name: &str, command: &str, columns: u16) -> Tmux {
         let tmux = Tmux {
             socket: format!("mapreduce-test-{}-{name}", std::process::id()),
+            history: false,
         };
         let status = Command::new("tmux")
             .args([
@@ -40,12 +43,71 @@ impl Tmux {
         tmux
     }
 
-    /// The pane's text, wrapped lines joined, trailing blank lines dropped.
+    /// An interactive shell (bash without startup files, prompt `$ `) in a
+    /// pane 150 wide, into which commands are typed with
+    /// [`type_line`](Self::type_line): as at a real terminal, Ctrl-C
+    /// ([`send_keys`](Self::send_keys)`("C-c")`) reaches the command in the
+    /// foreground, not the shell, and the same command can be typed again.
+    /// [`capture`](Self::capture) includes the lines scrolled off.
+    pub fn shell(name: &str) -> Tmux {
+        let tmux = Tmux {
+            socket: format!("mapreduce-test-{}-{name}", std::process::id()),
+            history: true,
+        };
+        let status = Command::new("tmux")
+            .args([
+                "-L",
+                &tmux.socket,
+                "-f",
+                "/dev/null",
+                "new-session",
+                "-d",
+                "-x",
+                "150",
+                "-y",
+                "50",
+                "PS1='$ ' HISTFILE=/dev/null bash --norc --noprofile -i",
+            ])
+            .env("TERM", "xterm-256color")
+            .env_remove("RUST_LOG")
+            .status()
+            .expect("tmux runs");
+        assert!(status.success(), "tmux new-session failed");
+        // Keys typed before the shell is ready could be lost.
+        tmux.wait_for("the shell's prompt", |lines| {
+            lines.last().is_some_and(|line| line == "$")
+        });
+        tmux
+    }
+
+    /// Type `line` into the pane and press Enter.
+    pub fn type_line(&self, line: &str) {
+        self.send_keys_with(&["-l", line]);
+        self.send_keys("Enter");
+    }
+
+    /// Press `key` in the pane, in tmux's names: `C-c`, `Enter`, `Up`.
+    pub fn send_keys(&self, key: &str) {
+        self.send_keys_with(&[key]);
+    }
+
+    fn send_keys_with(&self, args: &[&str]) {
+        let status = Command::new("tmux")
+            .args(["-L", &self.socket, "send-keys"])
+            .args(args)
+            .status()
+            .expect("tmux send-keys");
+        assert!(status.success(), "tmux send-keys {args:?} failed");
+    }
+
+    /// The pane's text, wrapped lines joined, trailing blank lines dropped
+    /// (with the lines scrolled off for a [`shell`](Self::shell)).
     pub fn capture(&self) -> Vec<String> {
-        let output = Command::new("tmux")
-            .args(["-L", &self.socket, "capture-pane", "-p", "-J"])
-            .output()
-            .expect("tmux capture-pane");
+        let mut args = vec!["-L", &self.socket, "capture-pane", "-p", "-J"];
+        if self.history {
+            args.extend(["-S", "-"]);
+        }
+        let output = Command::new("tmux").args(args).output().expect("tmux capture-pane");
         let text = String::from_utf8_lossy(&output.stdout).into_owned();
         let mut lines: Vec<String> = text.lines().map(|line| line.trim_end().to_owned()).collect();
         while lines.last().is_some_and(|line| line.is_empty()) {

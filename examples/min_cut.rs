@@ -26,7 +26,7 @@
 //! `--checkpoint PATH` with `--checkpoint-every SECS` (built with
 //! `--features durable`: the search saves its progress in PATH, stops
 //! gracefully on Ctrl-C, SIGTERM or SIGUSR1 with exit code 85, "stopped,
-//! resume me", and the same command resumes it; not with `--mpi` yet).
+//! resume me", and the same command resumes it, with `--mpi` too).
 //!
 //! A cut puts each node on side A or side B; its cost is the total weight of
 //! the edges from one side to the other, in either direction. Cut `k`
@@ -42,9 +42,8 @@ use std::time::Duration;
 use std::time::Instant;
 
 use clap::builder::RangedU64ValueParser;
-use clap::error::ErrorKind;
 #[cfg(not(all(feature = "mpi", feature = "durable")))]
-use clap::error::{ContextKind, ContextValue};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::Parser;
 #[cfg(feature = "durable")]
 use mapreduce::durable::{par_map_reduce_durable, Checkpoint};
@@ -225,7 +224,7 @@ impl Args {
     /// The command line, or exit with clap's message (status 2; 0 for
     /// `--help`).
     fn parse_or_exit() -> Args {
-        let args = Args::try_parse().unwrap_or_else(|err| {
+        Args::try_parse().unwrap_or_else(|err| {
             #[cfg(not(all(feature = "mpi", feature = "durable")))]
             if err.kind() == ErrorKind::UnknownArgument {
                 if let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) {
@@ -237,19 +236,7 @@ impl Args {
                 }
             }
             err.exit()
-        });
-        #[cfg(all(feature = "mpi", feature = "durable"))]
-        if args.mpi && args.checkpoint.is_some() {
-            use clap::CommandFactory;
-            Args::command()
-                .error(
-                    ErrorKind::ArgumentConflict,
-                    "--checkpoint does not work with --mpi yet (the library has no durable MPI run): \
-                     drop one of them",
-                )
-                .exit();
-        }
-        args
+        })
     }
 
     /// Whether the search runs across the ranks of an MPI job.
@@ -345,7 +332,7 @@ fn main() {
         // answers from the file at once).
         #[cfg(feature = "durable")]
         if let Some(checkpoint) = &checkpoint {
-            return par_map_reduce_durable(indexed_range(cuts.clone()), &network, &job, checkpoint);
+            return cluster.search_durable(indexed_range(cuts.clone()), &network, &job, checkpoint);
         }
         cluster.search(indexed_range(cuts.clone()), &network, &job)
     });
@@ -486,6 +473,26 @@ impl Cluster {
             return mapreduce::mpi::par_map_reduce(world, cuts, network, job);
         }
         par_map_reduce_in_order(cuts, network, job)
+    }
+
+    /// [`search`](Self::search), its progress saved in `checkpoint` (rank 0
+    /// alone reads and writes it under MPI).
+    #[cfg(feature = "durable")]
+    fn search_durable<P>(
+        &self,
+        cuts: P,
+        network: &Network,
+        job: &MinCut,
+        checkpoint: &Checkpoint,
+    ) -> Result<Option<(u64, u64)>, mapreduce::Error>
+    where
+        P: IndexedParallelIterator<Item = u64>,
+    {
+        #[cfg(feature = "mpi")]
+        if let Some(world) = self.communicator() {
+            return mapreduce::mpi::par_map_reduce_durable(world, cuts, network, job, checkpoint);
+        }
+        par_map_reduce_durable(cuts, network, job, checkpoint)
     }
 
     /// The sum of `count` over the ranks.

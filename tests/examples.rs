@@ -148,15 +148,6 @@ fn min_cut_rejects_bad_arguments() {
             assert_eq!(output.status.code(), Some(2), "{bad:?}");
         }
     }
-    if cfg!(all(feature = "mpi", feature = "durable")) {
-        let output = Command::new(common::example("min_cut"))
-            .args(["--mpi", "--checkpoint", "min_cut.ckpt"])
-            .output()
-            .unwrap();
-        assert_eq!(output.status.code(), Some(2));
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(stderr.contains("--checkpoint does not work with --mpi yet"), "{stderr}");
-    }
 }
 
 /// `--checkpoint` (feature `durable`): the answer of a plain run, saved;

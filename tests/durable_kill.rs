@@ -26,20 +26,20 @@
 //!   warning or an error;
 //! - the items computed over all attempts stay within `N` per round plus
 //!   the sum, over the kills, of the bound [`Attempt::bound`] derives from
-//!   the engine's rules (explained there); and no more than 1 kill in 16
+//!   the engine's rules (explained there); and no more than 1 kill in 32
 //!   exceeds its own bound;
 //! - at least 3 kills landed inside a write, 3 in resumed runs, and 3 on
 //!   each worker count in runs that had computed something.
 //!
-//! **Sizes.** `N` is 1.2·10^7 items in a debug build (`cargo test`; on 2
-//! loaded cores a debug pass over them takes 3–10 s, and the whole test
-//! 10–25 s, about half of it the reference run) and 10^8 in a release
-//! build, with 32 kills. A soak, 200 kills over 6 × `N`, is
+//! **Sizes.** `N` is 1.2·10^7 items in a debug build (`cargo test`: on 2
+//! cores at load 12, 13–14 s for the whole test, half of it the reference
+//! run; 10–35 s under heavier load) and 10^8 in a release build (14 s),
+//! with 32 kills. A soak, 200 kills over 6 × `N` (80 s in release), is
 //! `MAPREDUCE_KILL_SOAK=1 cargo test --release --features durable --test
-//! durable_kill`. `MAPREDUCE_KILL_SEED=<n>` draws
-//! another schedule of kills (the seed fixes the choices; the moments also
-//! follow the machine's pace), and `MAPREDUCE_KILL_VERBOSE=1` prints a line
-//! per kill (run with `--nocapture`).
+//! durable_kill`. `MAPREDUCE_KILL_SEED=<n>` draws another schedule of kills
+//! (the seed fixes the choices; the moments also follow the machine's
+//! pace), and `MAPREDUCE_KILL_VERBOSE=1` prints a line per kill (with
+//! `--nocapture`). BENCHMARKS.md has the figures.
 #![cfg(all(feature = "durable", unix))]
 
 mod common;
@@ -60,9 +60,6 @@ use mapreduce::{env_logger, indexed_range, log, par_map_reduce_in_order, Config,
 /// enough that blocks are sized by the pace, not by the floor of a leaf per
 /// worker.
 const LEAF: u64 = 2048;
-/// The first block of a scan, per worker, in leaves
-/// (`FIRST_BLOCK_PER_WORKER` in `src/engine/in_order.rs`).
-const FIRST_BLOCK_PER_WORKER: u64 = 4;
 /// No block holds more than a 16th of the leaves (`BLOCKS_AT_MOST` there).
 const BLOCKS_AT_MOST: u64 = 16;
 /// What a checkpoint write may take beyond the test's pause: waking the
@@ -512,22 +509,24 @@ impl Attempt {
     ///    last save by then): at most the items computed in the last `2W`
     ///    before the kill (its partial block included).
     ///
-    /// **Blocks** (`Blocks::next` and `fitting_block` in
-    /// `src/engine/in_order.rs`). The first block of a scan holds at most 4
-    /// leaves per worker (rounded up to a power of two). Each later one
-    /// holds at most what the block before it did in a quarter interval at
-    /// that block's pace (rounded down to a power of two), but at least a
-    /// leaf per worker (rounded up), and never more than a 16th of the
-    /// leaves. A block's pace is taken as at most twice the fastest pace
-    /// sampled over 10 ms.
+    /// **Blocks** (`Scan::callback`, `Blocks::next` and `fitting_block` in
+    /// `src/engine/in_order.rs`). The first block of a durable scan holds a
+    /// leaf per worker (rounded up to a power of two). Each later one holds
+    /// at most what the block before it did in a quarter interval at that
+    /// block's pace (rounded down to a power of two), but at least a leaf
+    /// per worker, and never more than a 16th of the leaves (or the first
+    /// block, if that is more). A block's pace is taken as at most twice
+    /// the fastest pace sampled over 10 ms.
     ///
     /// Terms 1 and 3 are counted from the samples, so the bound follows the
     /// machine's pace as load comes and goes. It assumes `W` and the pace of
     /// a block; a machine that stalls the writer thread for longer than the
     /// slack (or runs one block at more than twice its best 10 ms pace) can
     /// break it for a kill now and then, which the sum over the kills
-    /// absorbs. Typical losses are a fifth to a third of it (half an
-    /// interval and a block, and writes that take well under a millisecond).
+    /// absorbs (and the test lets 1 kill in 32 exceed its own bound). Typical
+    /// losses are a fifth to a third of it: a kill lands half an interval and
+    /// a block after a save on average, and writes take well under a
+    /// millisecond. The largest share seen in 500 kills was 0.63.
     fn bound(&self, items: u64, slack: Duration) -> u64 {
         let killed = self.killed.expect("a killed attempt");
         let write = self.pause + slack;
@@ -535,10 +534,9 @@ impl Attempt {
         let interval = self.most_in(self.interval);
         let leaves = items.div_ceil(LEAF);
         let largest = prev_power_of_two(leaves / BLOCKS_AT_MOST);
-        let first = (FIRST_BLOCK_PER_WORKER * self.workers).next_power_of_two();
         let floor = self.workers.next_power_of_two();
         let paced = (2.0 * self.fastest_pace(PACE_SPAN) * (self.interval / 4).as_secs_f64()) as u64;
-        let block = (first.max(floor) * LEAF).max(paced).min(largest * LEAF);
+        let block = (floor * LEAF).max(paced).min(largest.max(floor) * LEAF);
         last + interval + block
     }
 }
@@ -619,11 +617,11 @@ fn kill_anywhere_resumes_to_the_same_bits_and_loses_little() {
     let tally = Tally::create(&dir.join(TALLY), plan.kills * 4 + 64);
     let mut rng = Rng(plan.seed);
     // Each attempt is killed after a random time between 0 and twice the
-    // time the rest of the search would take at the pace seen last, shared
-    // among the kills still to come and 3 more: the kills leave some of the
-    // search to a last attempt, which finishes it. An attempt that finishes
-    // before its kill ends the round, and another round starts from an
-    // empty file.
+    // time the rest of the search would take at the fastest pace seen,
+    // shared among the kills still to come and 3 more: the kills leave some
+    // of the search to a last attempt, which finishes it. An attempt that
+    // finishes before its kill (the machine got faster) ends the round, and
+    // another round starts from an empty file.
     let mut pace = plan.items as f64 / reference_time.as_secs_f64();
     let mut rounds: Vec<Vec<Attempt>> = Vec::new();
     let mut kills = 0;
@@ -634,14 +632,16 @@ fn kill_anywhere_resumes_to_the_same_bits_and_loses_little() {
         loop {
             let workers = 1 + rng.below(2);
             let interval = Duration::from_millis([20, 30, 50][rng.below(3) as usize]);
-            let pause = if rng.chance(40) {
+            // 30% of the attempts are killed inside a write, 15% more pause
+            // their writes too.
+            let kind = rng.below(100);
+            let pause = if kind < 45 {
                 Duration::from_millis(20 + rng.below(41))
             } else {
                 Duration::ZERO
             };
+            let into_write = (kind < 30).then(|| Duration::from_micros(rng.below(pause.as_micros() as u64 * 9 / 10)));
             let share = rng.below(2001) as f64 / 1000.0;
-            let into_write = (!pause.is_zero() && rng.chance(60))
-                .then(|| Duration::from_micros(rng.below(pause.as_micros() as u64 * 9 / 10)));
             // How far the last attempt got (further than it saved).
             let reached = round
                 .iter()
@@ -662,7 +662,7 @@ fn kill_anywhere_resumes_to_the_same_bits_and_loses_little() {
             index += 1;
             let attempt = attempt(&dir, &tally, orders);
             kills += usize::from(attempt.killed.is_some());
-            pace = attempt.pace().unwrap_or(pace);
+            pace = pace.max(attempt.pace().unwrap_or(0.0));
             let finished = attempt.answer.is_some();
             round.push(attempt);
             if finished {
@@ -754,7 +754,7 @@ fn kill_anywhere_resumes_to_the_same_bits_and_loses_little() {
         plan.items
     );
     assert!(
-        over.len() <= kills / 16,
+        over.len() <= kills / 32,
         "{} kill(s) lost more than their bound (lost, bound): {over:?}",
         over.len()
     );

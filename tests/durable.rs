@@ -115,6 +115,35 @@ fn a_stopped_run_saves_its_prefix_and_the_rerun_finishes_with_the_same_bits() {
 }
 
 #[test]
+fn a_durable_run_starts_with_a_leaf_per_worker() {
+    // Before a block has ended, a durable run knows no pace: its first block
+    // holds a leaf per worker, so that a kill (or a stop) while it runs
+    // loses no more than that. Leaves of 50 items on 2 workers: the first
+    // block is items 0..100; stopped in the second, the run has saved it.
+    let dir = scratch("first-block");
+    let path = dir.join("sum.ckpt");
+    let checkpoint = Checkpoint::new(&path, "sum").every(Duration::from_secs(3600));
+    let stop = checkpoint.stop_handle();
+    let calls = AtomicU64::new(0);
+    let job = jobs::sum(|x: u64, _: &()| {
+        if calls.fetch_add(1, Ordering::Relaxed) == 150 {
+            stop.stop();
+        }
+        common::float_value(x)
+    });
+    let stopped = Config::current()
+        .with_progress_bars(false)
+        .with_leaf_size(50)
+        .with_workers(2)
+        .scope(|| par_map_reduce_durable(indexed_range(0..N), &(), job, &checkpoint));
+    match stopped {
+        Err(Error::Stopped { done, .. }) => assert_eq!(done, 100, "the first block was not a leaf per worker"),
+        other => panic!("{other:?}"),
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn a_stop_before_the_run_leaves_a_valid_empty_checkpoint() {
     let dir = scratch("early");
     let path = dir.join("c.ckpt");

@@ -33,11 +33,13 @@
 //!   a `Break`) saves it; running it again returns it at once, calling
 //!   `compute` on nothing (and says so at info level).
 //! - **Bounded loss.** The prefix is saved every [`Checkpoint::every`]
-//!   (60 s by default) at the end of a block of leaves; durable runs keep
-//!   their blocks to about a quarter of the interval at the pace seen so
-//!   far, with at least a leaf per worker. After a `kill -9`, at most the
-//!   interval plus the block in flight is lost. Only the contiguous prefix
-//!   is saved: leaves done right of an unfinished one are done again.
+//!   (60 s by default) at the end of a block of leaves; durable runs start
+//!   with a block of a leaf per worker, then keep their blocks to about a
+//!   quarter of the interval at the pace seen so far, with at least a leaf
+//!   per worker. After a `kill -9`, at most the interval plus the block in
+//!   flight is lost, and what was done while the last checkpoint was being
+//!   written (milliseconds on a local disk). Only the contiguous prefix is
+//!   saved: leaves done right of an unfinished one are done again.
 //! - **Stop.** [`StopHandle::stop`] (from any thread), or SIGINT, SIGTERM or
 //!   SIGUSR1 under [`Checkpoint::stop_on_signals`], cancels the items in
 //!   flight ([`is_cancelled`](crate::is_cancelled) turns true), saves the

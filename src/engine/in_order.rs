@@ -27,7 +27,9 @@ use rayon::iter::plumbing::Consumer;
 /// The first block, per worker, in leaves (rounded up to a power of two);
 /// each block after it doubles, up to a `1 / BLOCKS_AT_MOST`th of the
 /// leaves: a `Break` early in a block leaves the rest of it to the other
-/// workers, so blocks must stay small next to the input.
+/// workers, so blocks must stay small next to the input. (A durable run's
+/// first block holds one leaf per worker, and its later ones follow its
+/// pace: see `fitting_block`.)
 pub(crate) const FIRST_BLOCK_PER_WORKER: usize = 4;
 pub(crate) const BLOCKS_AT_MOST: usize = 16;
 
@@ -149,7 +151,6 @@ where
         let (run, leaves, mut prefix) = (self.run, self.leaves, self.prefix);
         let count = leaves.count();
         let workers = rayon::current_num_threads();
-        let first = (FIRST_BLOCK_PER_WORKER * workers).next_power_of_two();
         let largest = prev_power_of_two(count / BLOCKS_AT_MOST);
         let (mut done, mut stack) = match prefix.as_deref_mut() {
             Some(prefix) => prefix.start(),
@@ -157,8 +158,15 @@ where
         };
         // A durable run's blocks end often enough to save: each takes at
         // most its `block_time`, at the pace of the blocks before it (and
-        // holds at least a leaf per worker).
+        // holds at least a leaf per worker). Its first block, before any
+        // pace is known, holds a leaf per worker: a kill during it loses no
+        // more than that, however long leaves take.
         let block_time = prefix.as_deref().map(|prefix| prefix.block_time());
+        let first = if block_time.is_some() {
+            workers.next_power_of_two()
+        } else {
+            (FIRST_BLOCK_PER_WORKER * workers).next_power_of_two()
+        };
         let mut cap = usize::MAX;
         let from = done.leaves as usize;
         let mut rest = Some(producer.split_at(leaves.start(from)).1);

@@ -123,7 +123,7 @@ impl fmt::Display for CheckpointError {
             CheckpointProblem::Mismatch { what, saved, now } => write!(
                 f,
                 "saved for another search: its {what} is {saved}, this run's is {now} \
-                 (resume with the same search, or start over with `Checkpoint::fresh(true)`)"
+                 (resume it with the same search, or start over: delete the file, or use `Checkpoint::fresh(true)`)"
             ),
             CheckpointProblem::OnRank0(reason) => write!(f, "rank 0 could not use it: {reason}"),
             CheckpointProblem::InputTooShort { saved, read } => write!(

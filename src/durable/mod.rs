@@ -35,8 +35,8 @@
 //! - **Bounded loss.** The prefix is saved every [`Checkpoint::every`]
 //!   (60 s by default) at the end of a block of leaves; durable runs start
 //!   with a block of a leaf per worker, then keep their blocks to about a
-//!   quarter of the interval at the pace seen so far, with at least a leaf
-//!   per worker. After a `kill -9`, at most the interval plus the block in
+//!   quarter of the interval, and at most a second, at the pace seen so far,
+//!   with at least a leaf per worker. After a `kill -9`, at most the interval plus the block in
 //!   flight is lost, and what was done while the last checkpoint was being
 //!   written (milliseconds on a local disk). Only the contiguous prefix is
 //!   saved: leaves done right of an unfinished one are done again.
@@ -44,7 +44,9 @@
 //!   SIGUSR1 under [`Checkpoint::stop_on_signals`], cancels the items in
 //!   flight ([`is_cancelled`](crate::is_cancelled) turns true), saves the
 //!   prefix and returns [`Error::Stopped`] within about the time of one
-//!   item. A second signal ends the process at once. Batch scripts
+//!   item. The block it cuts short is done again by the next run: at most
+//!   a second's work, or a leaf per worker. A second signal ends the
+//!   process at once. Batch scripts
 //!   requeue on exit code 85 ("stopped, resume me"; README "Long runs").
 //! - **Panics.** A panic returns [`Error::Panicked`] after saving the prefix
 //!   before the block it happened in; a rerun retries from there.

@@ -268,6 +268,10 @@ impl<'c> Session<'c> {
     }
 }
 
+/// The longest a durable run's block of leaves may take (at the pace seen):
+/// what a stop may discard of finished work, beyond a leaf per worker.
+const MAX_BLOCK_TIME: Duration = Duration::from_secs(1);
+
 /// What a durable run's driver tells its checkpoint.
 struct Saver<'s, 'c, A> {
     session: &'s Session<'c>,
@@ -319,7 +323,10 @@ impl<A: Serialize + Send> Prefix<A> for Saver<'_, '_, A> {
     }
 
     fn block_time(&self) -> Duration {
-        (self.session.checkpoint.interval / 4).max(Duration::from_millis(1))
+        // A quarter of the interval, so that saves come on time; at most a
+        // second, so that a stop discards at most a second of finished
+        // work (or a leaf per worker) with the block it cuts short.
+        (self.session.checkpoint.interval / 4).clamp(Duration::from_millis(1), MAX_BLOCK_TIME)
     }
 
     fn conclude(&mut self, outcome: Result<A, Error>) -> Result<A, Error> {
@@ -352,6 +359,7 @@ fn describe_input(input: Input) -> String {
 fn describe_leaf(leaf_size: u64) -> String {
     match leaf_size {
         0 => "growing".into(),
+        1 => "1 item".into(),
         n => format!("{n} items"),
     }
 }

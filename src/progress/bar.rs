@@ -190,13 +190,14 @@ fn draw_target() -> ProgressDrawTarget {
     }
 }
 
-/// The width of where [`draw_target`] draws: the terminal's, or for the
-/// `always` target `COLUMNS` (80 without it).
+/// The width bars get where [`draw_target`] draws: the terminal's, or for
+/// the `always` target `COLUMNS` (80 without it), less the columns they
+/// leave free (see `IgnoreErrors::width`).
 fn target_width() -> u16 {
     if io::stderr().is_terminal() {
-        TermLike::width(&console::Term::buffered_stderr())
+        IgnoreErrors(console::Term::buffered_stderr()).width()
     } else {
-        AnsiStderr.width()
+        IgnoreErrors(AnsiStderr).width()
     }
 }
 
@@ -402,9 +403,15 @@ impl TermLike for AnsiStderr {
 #[derive(Debug)]
 struct IgnoreErrors<T>(T);
 
+/// Columns at the end of the line that bars leave free (see `width`).
+const RESERVED_COLUMNS: u16 = 2;
+
 impl<T: TermLike> TermLike for IgnoreErrors<T> {
     fn width(&self) -> u16 {
-        self.0.width()
+        // The last two columns stay free: a terminal that echoes `^C` when
+        // Ctrl-C stops a run would otherwise wrap the full line, and the
+        // bar would be cleared on the wrong line, leaving it on screen.
+        self.0.width().saturating_sub(RESERVED_COLUMNS).max(1)
     }
     fn height(&self) -> u16 {
         self.0.height()

@@ -412,6 +412,13 @@ mod durable {
     const CUTS: u64 = 524_287;
 
     /// The bar's count of cuts done, if `line` is a bar of `min_cut`.
+    /// The rate a bar line shows, in cuts per second.
+    fn bar_rate(line: &str) -> Option<u64> {
+        bar_done(line)?;
+        let rate = line.rsplit(", ").next()?.strip_suffix("/s]")?;
+        rate.replace(',', "").parse::<f64>().ok().map(|rate| rate as u64)
+    }
+
     fn bar_done(line: &str) -> Option<u64> {
         let before = line.strip_prefix("Evaluating cuts")?.split_once("/524,287 [")?.0;
         before.rsplit(' ').next()?.replace(',', "").parse().ok()
@@ -532,6 +539,16 @@ mod durable {
         assert!(
             first_bar.is_some_and(|done| done >= saved),
             "the resumed bar did not start at the {saved} saved cuts:\n{}",
+            resumed.join("\n")
+        );
+        // Its rate counts this run's cuts only: about the first run's, not
+        // the saved cuts over the few tenths of a second since it started.
+        let rate_of = |lines: &[String]| lines.iter().rev().find_map(|line| bar_rate(line));
+        let before = rate_of(&run_lines(&live, marker, 1)).expect("the first run's bar shows a rate");
+        let after = rate_of(&run_lines(&resumed, marker, 2)).expect("the resumed bar shows a rate");
+        assert!(
+            after < 3 * before.max(1),
+            "the resumed bar's rate {after}/s counts the saved cuts (the first run's: {before}/s):\n{}",
             resumed.join("\n")
         );
         let end = tmux.wait_for("the resumed run's end", |lines| exit_of(lines, marker, 2).is_some());

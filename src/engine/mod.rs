@@ -100,7 +100,11 @@ where
     crate::stop::watch(&config, &state);
     let tally = Tally::new();
     tally.add(done_before as u64);
-    let Some(mut monitor) = Monitor::for_run(&config, &description, total) else {
+    let mut monitor = Monitor::for_run(&config, &description, total);
+    if let Some(monitor) = monitor.as_mut() {
+        monitor.resumes_after(done_before as u64);
+    }
+    let Some(mut monitor) = monitor else {
         let child = progress::child_for_run(&config, &description, total);
         let run = Run::new(job, ctx, config, state, child.as_ref().map(ChildGuard::tally));
         let outcome = pool::install(workers, parallel, || {

@@ -242,6 +242,9 @@ where
     let tally = Tally::new();
     if let Some((done, _)) = &resumed {
         tally.add(done.items);
+        if let Some(monitor) = monitor.as_mut() {
+            monitor.resumes_after(done.items);
+        }
     }
     let tally = watched.then_some(&tally);
     let state = Shortcircuit::new(deterministic, None);

@@ -283,9 +283,12 @@ impl Drop for Bar {
 
 /// A new bar, already drawn, for a run that has lasted `elapsed` so far;
 /// `None` when it cannot be drawn now (see [`with_screen`]).
-pub(crate) fn show(description: &str, total: Option<u64>, done: u64, elapsed: Duration) -> Option<Bar> {
+pub(crate) fn show(description: &str, total: Option<u64>, done: u64, elapsed: Duration, before: u64) -> Option<Bar> {
     print_panics_above_bars();
     let label = label(usize::from(target_width()), description, total);
+    // A resumed run's rate and time left count its own items only.
+    let rate = move |state: &ProgressState, out: &mut dyn std::fmt::Write| rate(state, before, out);
+    let eta = move |state: &ProgressState, out: &mut dyn std::fmt::Write| eta(state, before, out);
     let bar = match total {
         Some(total) => ProgressBar::new(total).with_style(
             ProgressStyle::with_template(
@@ -311,20 +314,21 @@ pub(crate) fn show(description: &str, total: Option<u64>, done: u64, elapsed: Du
     })
 }
 
-/// Items per second since the run started. (indicatif's own estimate
+/// Items per second since the run started, not counting the `before`
+/// items done before it (a resumed run's). (indicatif's own estimate
 /// starts from the bar's creation, which comes late and mid-run.)
-fn average_rate(state: &ProgressState) -> f64 {
+fn average_rate(state: &ProgressState, before: u64) -> f64 {
     let seconds = state.elapsed().as_secs_f64();
     if seconds > 0.0 {
-        state.pos() as f64 / seconds
+        state.pos().saturating_sub(before) as f64 / seconds
     } else {
         0.0
     }
 }
 
 /// The average rate, without indicatif's four decimals.
-fn rate(state: &ProgressState, out: &mut dyn std::fmt::Write) {
-    let per_sec = average_rate(state);
+fn rate(state: &ProgressState, before: u64, out: &mut dyn std::fmt::Write) {
+    let per_sec = average_rate(state, before);
     let _ = if per_sec >= 10.0 {
         write!(out, "{}/s", HumanCount(per_sec as u64))
     } else {
@@ -333,8 +337,8 @@ fn rate(state: &ProgressState, out: &mut dyn std::fmt::Write) {
 }
 
 /// The time left at the average rate, as `hh:mm:ss`.
-fn eta(state: &ProgressState, out: &mut dyn std::fmt::Write) {
-    let per_sec = average_rate(state);
+fn eta(state: &ProgressState, before: u64, out: &mut dyn std::fmt::Write) {
+    let per_sec = average_rate(state, before);
     let left = state.len().unwrap_or(0).saturating_sub(state.pos()) as f64;
     let _ = if per_sec > 0.0 {
         let seconds = (left / per_sec).ceil() as u64;

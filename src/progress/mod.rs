@@ -46,6 +46,9 @@ pub(crate) struct Monitor {
     /// The sink's panic (it is user code): the run fails with it, and the
     /// sink is not called again.
     failure: Option<Panic>,
+    /// Items done before the run started (a resumed durable run's): counted
+    /// in the bar, not in its rate.
+    before: u64,
 }
 
 impl Monitor {
@@ -69,6 +72,7 @@ impl Monitor {
             started: now,
             last_refresh: now,
             failure: None,
+            before: 0,
         };
         monitor.tell_sink(|sink| sink.start(description, total));
         Some(monitor)
@@ -107,6 +111,12 @@ impl Monitor {
         !crate::pool::on_our_worker() && (config.has_progress_sink() || config.draws_bars())
     }
 
+    /// The run resumes after `done` items done by earlier runs: the bar
+    /// starts there, and its rate and time left count this run's items.
+    pub(crate) fn resumes_after(&mut self, done: u64) {
+        self.before = done;
+    }
+
     /// Update the bar and the sink if it is time to.
     pub(crate) fn tick(&mut self, tally: &Tally) {
         let now = Instant::now();
@@ -116,7 +126,7 @@ impl Monitor {
         self.last_refresh = now;
         let done = tally.done();
         if self.draw_bar && self.bar.is_none() && now - self.started >= BAR_DELAY {
-            self.bar = bar::show(&self.description, self.total, done, now - self.started);
+            self.bar = bar::show(&self.description, self.total, done, now - self.started, self.before);
         }
         if let Some(bar) = &self.bar {
             bar.set_position(done);

@@ -69,7 +69,7 @@ pub(crate) fn draw_children(now: Instant) {
         match bar {
             Some(bar) => bar.set_position(done),
             None if now - child.started >= BAR_DELAY => {
-                *bar = bar::show(&child.description, child.total, done, now - child.started);
+                *bar = bar::show(&child.description, child.total, done, now - child.started, 0);
             }
             None => {}
         }

@@ -256,6 +256,9 @@ where
         tally.add(done.items);
     }
     let mut monitor = Monitor::for_run(&config, description, total);
+    if let (Some(monitor), Some((done, _))) = (monitor.as_mut(), &resume) {
+        monitor.resumes_after(done.items);
+    }
     let child = progress::child_for_run(&config, description, total);
     let watched = match (&monitor, &child) {
         (Some(_), _) => Some(&tally),

@@ -448,3 +448,34 @@ fn a_stream_shorter_than_its_saved_prefix_is_refused() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn what_a_checkpoint_holds_is_readable_before_a_run() {
+    let dir = scratch("saved");
+    let path = dir.join("c.ckpt");
+    let checkpoint = Checkpoint::new(&path, "count").every(Duration::ZERO);
+    assert_eq!(checkpoint.saved().unwrap(), None);
+    let stop = checkpoint.stop_handle();
+    let job = jobs::count(move |x: &u64, _: &()| {
+        if *x == 50_000 {
+            stop.stop();
+        }
+        true
+    });
+    let Err(Error::Stopped { done, .. }) = quiet(|| par_map_reduce_durable(indexed_range(0..N), &(), job, &checkpoint))
+    else {
+        panic!("not stopped")
+    };
+    let saved = checkpoint.saved().unwrap().expect("a file");
+    assert_eq!(
+        (saved.key.as_str(), saved.items, saved.finished),
+        ("count", done, false)
+    );
+    assert!(saved.saved_at.elapsed().unwrap() < Duration::from_secs(3600));
+    let again = Checkpoint::new(&path, "count");
+    quiet(|| par_map_reduce_durable(indexed_range(0..N), &(), jobs::count(|_: &u64, _: &()| true), &again)).unwrap();
+    assert!(again.saved().unwrap().unwrap().finished);
+    std::fs::write(&path, b"junk").unwrap();
+    assert!(matches!(again.saved(), Err(Error::Checkpoint(_))));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

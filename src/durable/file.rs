@@ -75,6 +75,18 @@ pub(crate) enum State<A> {
     },
 }
 
+/// The start of a saved state, readable without knowing the accumulator's
+/// type: [`State`]'s variants and their first fields.
+#[derive(Deserialize)]
+pub(crate) enum StateHead {
+    /// (`_leaves` is read only to reach `items`.)
+    Running {
+        _leaves: u64,
+        items: u64,
+    },
+    Finished,
+}
+
 /// The bytes of a checkpoint.
 pub(crate) fn encode<A: Serialize>(meta: &Meta, state: &StateRef<'_, A>) -> Result<Vec<u8>, postcard::Error> {
     let mut out = Vec::with_capacity(256);
@@ -141,6 +153,18 @@ pub(crate) fn decode_meta<'b>(path: &Path, bytes: &'b [u8]) -> Result<(Meta, &'b
             "its header does not decode ({err})"
         ))),
     }
+}
+
+/// The start of the state after a checkpoint's header.
+pub(crate) fn decode_head(path: &Path, rest: &[u8]) -> Result<StateHead, CheckpointError> {
+    postcard::take_from_bytes::<StateHead>(rest)
+        .map(|(head, _)| head)
+        .map_err(|err| {
+            CheckpointError::new(
+                path,
+                CheckpointProblem::Corrupt(format!("its saved state does not decode ({err})")),
+            )
+        })
 }
 
 /// The state after a checkpoint's header.

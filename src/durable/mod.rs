@@ -202,6 +202,43 @@ impl Checkpoint {
         self.stop.clone()
     }
 
+    /// What the file holds, read without running anything (and without
+    /// the lock: a run may be replacing it meanwhile, and its answer is
+    /// whichever whole file was there): `None` if there is no file yet. For
+    /// a command line that says where it stands before it starts, or a
+    /// batch script deciding whether to submit. Whether a run would resume
+    /// it (the same key, input, leaf size, mode and types) is for the run
+    /// to check; [`Saved::key`] says whose it is.
+    ///
+    /// ```
+    /// use mapreduce::durable::{par_map_reduce_durable, Checkpoint};
+    /// use mapreduce::jobs;
+    ///
+    /// let path = std::env::temp_dir().join(format!("mapreduce-doc-saved-{}.ckpt", std::process::id()));
+    /// let checkpoint = Checkpoint::new(&path, "count");
+    /// assert!(checkpoint.saved().unwrap().is_none());
+    /// par_map_reduce_durable(0..1000usize, &(), jobs::count(|_: &usize, _: &()| true), &checkpoint).unwrap();
+    /// let saved = checkpoint.saved().unwrap().unwrap();
+    /// assert!(saved.finished && saved.key == "count");
+    /// # std::fs::remove_file(&path).unwrap();
+    /// ```
+    pub fn saved(&self) -> Result<Option<Saved>, Error> {
+        let Some(bytes) = store::read(&self.path).map_err(Error::Checkpoint)? else {
+            return Ok(None);
+        };
+        let (meta, rest) = file::decode_meta(&self.path, &bytes).map_err(Error::Checkpoint)?;
+        let (items, finished) = match file::decode_head(&self.path, rest).map_err(Error::Checkpoint)? {
+            file::StateHead::Running { items, .. } => (items, false),
+            file::StateHead::Finished => (0, true),
+        };
+        Ok(Some(Saved {
+            key: meta.key,
+            items,
+            finished,
+            saved_at: std::time::UNIX_EPOCH + Duration::from_secs(meta.saved_at),
+        }))
+    }
+
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
@@ -216,6 +253,20 @@ impl Checkpoint {
     pub fn interval(&self) -> Duration {
         self.interval
     }
+}
+
+/// What a checkpoint file holds ([`Checkpoint::saved`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Saved {
+    /// The key it was saved under.
+    pub key: String,
+    /// The items of the saved prefix, while the search is not finished.
+    pub items: u64,
+    /// Whether the search is done and its answer saved.
+    pub finished: bool,
+    /// When it was written (to the second).
+    pub saved_at: std::time::SystemTime,
 }
 
 /// [`par_map_reduce_in_order`](crate::par_map_reduce_in_order), durable:

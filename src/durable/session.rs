@@ -87,7 +87,16 @@ impl<'c> Session<'c> {
         let ago = describe_age(saved.saved_at);
         let corrupt =
             |what: String| Error::Checkpoint(CheckpointError::new(self.path(), CheckpointProblem::Corrupt(what)));
-        match file::decode_state::<A>(self.path(), rest).map_err(Error::Checkpoint)? {
+        // A panic in the accumulator's `Deserialize` is a file this run
+        // cannot use, like any decoding failure (as `encode` treats a
+        // panicking `Serialize`): never a panic out of the run.
+        let state = catch_panic(|| file::decode_state::<A>(self.path(), rest)).unwrap_or_else(|err| {
+            Err(CheckpointError::new(
+                self.path(),
+                CheckpointProblem::Corrupt(format!("the accumulator's `Deserialize` panicked ({err})")),
+            ))
+        });
+        match state.map_err(Error::Checkpoint)? {
             State::Finished { answer } => {
                 log::info!(
                     "{}: returning the answer saved {ago} (the search {:?} is done)",

@@ -392,10 +392,14 @@ where
             return Err(err);
         }
     };
-    // The saved prefix's items are read and dropped, not computed.
+    // The saved prefix's items are read and dropped, not computed. Reading
+    // them may take long (a big file): the run listens for its signals and
+    // its stop handle meanwhile, and a stop ends it with that prefix, which
+    // is saved already.
+    let _listening = listen_for_signals(checkpoint);
     let read = std::cell::Cell::new(0u64);
     let skipped = catch_panic(|| {
-        while read.get() < done.items && items.next().is_some() {
+        while read.get() < done.items && !checkpoint.stop.is_stopped() && items.next().is_some() {
             read.set(read.get() + 1);
         }
     });
@@ -408,6 +412,13 @@ where
                 payload,
             },
             other => other,
+        });
+    }
+    if read.get() < done.items && checkpoint.stop.is_stopped() {
+        let _ = stream::release(items);
+        return Err(Error::Stopped {
+            done: done.items,
+            checkpoint: Some(checkpoint.path.clone()),
         });
     }
     if read.get() < done.items {

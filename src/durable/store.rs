@@ -48,6 +48,18 @@ impl Lock {
     /// opens it (opening a FIFO would wait for a writer forever; reading
     /// `/dev/zero` would never end).
     pub(crate) fn take(path: &Path) -> Result<Lock, CheckpointError> {
+        // A path that ends without a file name ("", "dir/", "x/.") has no
+        // file to rename the temporary one onto: every save would fail, so
+        // it is refused here, before anything is computed or created.
+        let last = path.as_os_str().to_string_lossy();
+        let last = last.rsplit(std::path::is_separator).next().unwrap_or_default();
+        if matches!(last, "" | "." | "..") {
+            let source = io::Error::new(io::ErrorKind::InvalidInput, "the path ends without a file name");
+            return match fs::metadata(path) {
+                Ok(meta) if meta.is_dir() => Err(CheckpointError::new(path, CheckpointProblem::IsADirectory)),
+                _ => Err(CheckpointError::io(path, "names no file", source)),
+            };
+        }
         match fs::metadata(path) {
             Ok(meta) if meta.is_dir() => return Err(CheckpointError::new(path, CheckpointProblem::IsADirectory)),
             Ok(meta) if !meta.is_file() => return Err(CheckpointError::new(path, CheckpointProblem::NotACheckpoint)),
@@ -127,14 +139,23 @@ pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
     let temporary = sibling(path, ".", ".tmp");
     let fail = |doing| move |err| CheckpointError::io(path, doing, err);
     let mut file = File::create(&temporary).map_err(fail("cannot create its temporary file"))?;
-    let half = bytes.len() / 2;
-    file.write_all(&bytes[..half]).map_err(fail("cannot write it"))?;
-    pause_for_tests();
-    file.write_all(&bytes[half..]).map_err(fail("cannot write it"))?;
-    // On macOS, `sync_all` is `F_FULLFSYNC`: the data reach the disk itself.
-    file.sync_all().map_err(fail("cannot flush it to disk"))?;
-    drop(file);
-    fs::rename(&temporary, path).map_err(fail("cannot move its new version into place"))?;
+    let written = (|| {
+        let half = bytes.len() / 2;
+        file.write_all(&bytes[..half]).map_err(fail("cannot write it"))?;
+        pause_for_tests();
+        file.write_all(&bytes[half..]).map_err(fail("cannot write it"))?;
+        // On macOS, `sync_all` is `F_FULLFSYNC`: the data reach the disk itself.
+        file.sync_all().map_err(fail("cannot flush it to disk"))?;
+        drop(file);
+        fs::rename(&temporary, path).map_err(fail("cannot move its new version into place"))
+    })();
+    if written.is_err() {
+        // A write cut short by a full disk or a file size limit would
+        // otherwise leave its part behind, holding the very space that the
+        // next save (of this run or another) needs.
+        let _ = fs::remove_file(&temporary);
+    }
+    written?;
     sync_directory(path).map_err(fail("cannot flush its directory to disk"))
 }
 

@@ -86,7 +86,10 @@ fn stopped_at(path: &Path, key: &str, n: u64, at: u64, stream: bool) {
             par_map_reduce_durable(indexed_range(0..n), &(), job, &checkpoint)
         }
     });
-    assert!(matches!(result, Err(Error::Stopped { done, .. }) if done > 0), "{result:?}");
+    assert!(
+        matches!(result, Err(Error::Stopped { done, .. }) if done > 0),
+        "{result:?}"
+    );
 }
 
 /// Run `scenario` of the ignored test `child` in a child process; it must
@@ -125,7 +128,14 @@ fn a_panicking_deserialize_on_resume_is_a_checkpoint_error_not_a_panic() {
     stopped_at(&path, "sum", 50_000, 30_000, false);
     DESERIALIZE_PANICS.store(true, SeqCst);
     let resumed = std::panic::catch_unwind(|| {
-        quiet(|| par_map_reduce_durable(indexed_range(0..50_000u64), &(), Sum { stop_at: None }, &Checkpoint::new(&path, "sum")))
+        quiet(|| {
+            par_map_reduce_durable(
+                indexed_range(0..50_000u64),
+                &(),
+                Sum { stop_at: None },
+                &Checkpoint::new(&path, "sum"),
+            )
+        })
     });
     DESERIALIZE_PANICS.store(false, SeqCst);
     let resumed = resumed.expect("the panic in Deserialize escaped the run");
@@ -137,7 +147,14 @@ fn a_panicking_deserialize_on_resume_is_a_checkpoint_error_not_a_panic() {
         other => panic!("{other:?}"),
     }
     // The file is intact: a rerun resumes it to the uninterrupted bits.
-    let resumed = quiet(|| par_map_reduce_durable(indexed_range(0..50_000u64), &(), Sum { stop_at: None }, &Checkpoint::new(&path, "sum")));
+    let resumed = quiet(|| {
+        par_map_reduce_durable(
+            indexed_range(0..50_000u64),
+            &(),
+            Sum { stop_at: None },
+            &Checkpoint::new(&path, "sum"),
+        )
+    });
     let reference = quiet(|| par_map_reduce_in_order(indexed_range(0..50_000u64), &(), Sum { stop_at: None })).unwrap();
     assert_eq!(resumed.unwrap().0.to_bits(), reference.0.to_bits());
     std::fs::remove_dir_all(&dir).unwrap();
@@ -189,7 +206,11 @@ fn write_past_the_size_limit(ignore_sigxfsz: bool) {
 /// every later save, of this run or any other on that disk, needed.
 #[test]
 fn a_failed_write_leaves_no_partial_temporary_file() {
-    child_succeeds("write past the size limit, SIGXFSZ ignored", &[], Duration::from_secs(120));
+    child_succeeds(
+        "write past the size limit, SIGXFSZ ignored",
+        &[],
+        Duration::from_secs(120),
+    );
 }
 
 /// Under `ulimit -f`, a checkpoint that outgrows the limit raises SIGXFSZ,
@@ -209,7 +230,10 @@ fn empty_path() {
     let result = quiet(|| par_map_reduce_durable(indexed_range(0..10_000u64), &(), Sum { stop_at: None }, &checkpoint));
     assert!(matches!(result, Err(Error::Checkpoint(_))), "{result:?}");
     assert_eq!(COMPUTED.load(SeqCst), 0, "computed before the path was refused");
-    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|entry| entry.unwrap().file_name()).collect();
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
     assert!(left.is_empty(), "left in the working directory: {left:?}");
 }
 

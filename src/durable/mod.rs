@@ -395,7 +395,7 @@ impl<'c> Session<'c> {
         F: FnOnce(&mut dyn Prefix<A>) -> Result<A, Error>,
     {
         let _listening = self.listen_for_signals();
-        let writer = store::Writer::start(self.path()).map_err(Error::Checkpoint)?;
+        let writer = store::Writer::new(self.path());
         let mut saver = Saver {
             session: &self,
             writer: &writer,

@@ -43,6 +43,10 @@ GROUPS = {
     "bars_tiny_2e9": ("bars_off", {"bars_on": 1.03, "sink": 1.03}),
     "bars_medium_5us": ("bars_off", {"bars_on": 1.03, "sink": 1.03}),
     "bars_small_jobs": ("bars_off", {"bars_on": 1.5, "sink": 1.5}),
+    # benches/durable.rs (feature durable): durable runs against the same
+    # in-order run without a checkpoint.
+    "durable_tiny_2e7": ("in_order", {"durable_10s": 1.01, "durable_1s": 1.03}),
+    "durable_long_2e9": ("in_order", {"durable_1s": 1.03}),
 }
 
 

@@ -189,7 +189,7 @@ impl<'c> Session<'c> {
     {
         store::check_writable(self.path()).map_err(Error::Checkpoint)?;
         let _listening = listen_for_signals(self.checkpoint);
-        let writer = store::Writer::start(self.path()).map_err(Error::Checkpoint)?;
+        let writer = store::Writer::new(self.path());
         let mut saver = Saver {
             session: &self,
             writer: &writer,

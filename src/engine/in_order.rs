@@ -176,7 +176,8 @@ where
             let block_items = leaves.items(start, size);
             let (block, tail) = rest.take().expect("the input left").split_at(block_items);
             rest = Some(tail);
-            let began = Instant::now();
+            // Only a durable run reads the clock: it sizes its blocks by time.
+            let began = block_time.map(|_| Instant::now());
             let node = evaluate(run, leaves, block, start, size);
             log::trace!("leaves {start}..{} joined", start + size);
             if run.state.is_stopped() {
@@ -210,7 +211,7 @@ where
                 leaves: (start + size) as u64,
                 items: leaves.start(start + size) as u64,
             };
-            if let (Some(prefix), Some(block_time)) = (prefix.as_deref_mut(), block_time) {
+            if let (Some(prefix), Some(block_time), Some(began)) = (prefix.as_deref_mut(), block_time, began) {
                 prefix.completed(done, &stack);
                 cap = fitting_block(size, began.elapsed(), block_time, workers);
             }

@@ -212,6 +212,7 @@ impl<'c> Session<'c> {
         kept: Option<Done>,
         failure: Option<CheckpointError>,
         written: Result<(), CheckpointError>,
+        writer: &store::Writer,
     ) -> Result<A, Error> {
         match outcome {
             Ok(answer) => {
@@ -219,7 +220,7 @@ impl<'c> Session<'c> {
                 let _ = written;
                 match self.encode(&StateRef::Finished { answer: &answer }) {
                     Ok(bytes) => {
-                        if let Err(err) = store::write(self.path(), &bytes) {
+                        if let Err(err) = writer.write_now(bytes) {
                             log::warn!("{err}: the answer is not saved, a rerun searches again");
                         }
                     }
@@ -242,7 +243,7 @@ impl<'c> Session<'c> {
                     };
                     let bytes = self.encode(&empty);
                     bytes
-                        .and_then(|bytes| store::write(self.path(), &bytes))
+                        .and_then(|bytes| writer.write_now(bytes))
                         .map_err(Error::Checkpoint)?;
                 }
                 Err(Error::Stopped {
@@ -340,7 +341,8 @@ impl<A: Serialize + Send> Prefix<A> for Saver<'_, '_, A> {
 
     fn conclude(&mut self, outcome: Result<A, Error>) -> Result<A, Error> {
         let written = self.writer.flush();
-        self.session.conclude(outcome, self.saved, self.failure.take(), written)
+        self.session
+            .conclude(outcome, self.saved, self.failure.take(), written, self.writer)
     }
 }
 

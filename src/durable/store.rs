@@ -177,6 +177,28 @@ fn sync_directory(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Block SIGXFSZ on this thread: a write past the process's file-size
+/// limit (`ulimit -f`) then fails with `EFBIG`, which is reported or
+/// retried like any failed write, instead of the signal's default action
+/// ending the process. The signal is sent to the thread that wrote, so
+/// blocking it here, on the thread that does every checkpoint write, leaves
+/// the rest of the process as it was (no handler is installed).
+fn block_file_size_signal() {
+    #[cfg(unix)]
+    // SAFETY: `set` is a valid, initialized signal set for the calls that
+    // fill and read it; `pthread_sigmask` changes only this thread's mask
+    // (a thread of ours that runs nothing but checkpoint writes), and a
+    // null `oldset` is allowed. Failure leaves the mask as it was, which
+    // only means the old behaviour; tested by
+    // `a_write_past_the_file_size_limit_does_not_kill_the_process`.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        if libc::sigemptyset(&mut set) == 0 && libc::sigaddset(&mut set, libc::SIGXFSZ) == 0 {
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        }
+    }
+}
+
 /// Tests land kills inside a write: `MAPREDUCE_TEST_CHECKPOINT_PAUSE_MS`
 /// pauses each write halfway through its temporary file. Not for users.
 fn pause_for_tests() {
@@ -260,6 +282,14 @@ impl Writer {
         Ok(())
     }
 
+    /// Write `bytes` on the writer's thread and wait for it: the outcome.
+    /// (All writes happen there, where a file-size limit's signal is
+    /// blocked: see `serve`.)
+    pub(crate) fn write_now(&self, bytes: Vec<u8>) -> Result<(), CheckpointError> {
+        self.submit(bytes);
+        self.flush()
+    }
+
     /// Wait until everything submitted is written: the outcome of the last
     /// write (`Ok` if there was none).
     pub(crate) fn flush(&self) -> Result<(), CheckpointError> {
@@ -273,6 +303,7 @@ impl Writer {
 
 impl Shared {
     fn serve(&self) {
+        block_file_size_signal();
         let mut slot = self.slot.lock();
         loop {
             if let Some(bytes) = slot.pending.take() {

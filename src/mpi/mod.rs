@@ -101,7 +101,7 @@ use crate::pool;
 use crate::progress::{Monitor, Tally};
 use link::Link;
 use node::Node;
-use wire::{WireOutcome, WirePanic};
+use wire::{WireOutcome, WirePanic, WireSetup};
 
 /// Run `job` over `items` on every rank of `comm`, each rank using its own
 /// pool under the current [`Config`]; every rank returns the same answer,
@@ -139,16 +139,32 @@ where
     );
     let items = items.into_par_iter();
     let len = items.len();
-    let link = Link::new(comm);
+    let rank = comm.rank();
     let config = Config::current();
-    let workers = prepare(&config);
+    // A logger that panics (in `prepare`'s notes) is a failure to run.
+    let workers = crate::error::catch_panic(|| prepare(&config)).and_then(|workers| workers);
+    // Rank 0's config rules the mode, the display and the leaf size (from
+    // the length, the same everywhere: the tree must agree).
+    let leaf_size = crate::engine::tree::leaf_size(len, config.leaf_size()) as u64;
+    let flags = u64::from(Monitor::wanted(&config)) | u64::from(config.deterministic()) << 1;
+    let (leaf_size, flags) = if rank == 0 {
+        (leaf_size, flags)
+    } else {
+        (u64::MAX, u64::MAX)
+    };
     // Agree that every rank can run, on the number of items, and on the
     // job: its type, its items' and its accumulator's (an SPMD slip that
     // passed one rank `jobs::sum` and another `jobs::collect` would decode
-    // one accumulator as the other).
-    let failed = if workers.is_err() { link.rank as u64 } else { u64::MAX };
+    // one accumulator as the other); and hear rank 0's settings. The first
+    // collective of the run, on the caller's communicator: it waits for
+    // every rank without a busy core.
+    let failed = if workers.is_err() { rank as u64 } else { u64::MAX };
     let kind = fingerprint::<I::Item, J, C>();
-    let agreed = link.all_min(&[failed, len as u64, !(len as u64), kind, !kind]);
+    let agreed = link::all_min(
+        comm,
+        &[failed, len as u64, !(len as u64), kind, !kind, leaf_size, flags],
+    );
+    let link = Link::new(comm);
     if agreed[0] != u64::MAX {
         return Err(setup_failure(&link, agreed[0] as i32, workers));
     }
@@ -161,10 +177,11 @@ where
         return Err(disagree("the job, item or accumulator types".to_owned()));
     }
     let workers = workers?;
-    // Rank 0's config rules the mode and the display; a panic in its sink
-    // (user code) fails the run on every rank rather than stranding them.
-    let (mut monitor, watch_failure) = match link.rank {
-        0 => match crate::engine::description_of(&job) {
+    let (leaf_size, watched, deterministic) = (agreed[5], agreed[6] & 1 == 1, agreed[6] & 2 == 2);
+    // A panic in rank 0's sink (user code) fails the run on every rank
+    // rather than stranding them.
+    let (mut monitor, watch_failure) = match (link.rank, watched) {
+        (0, true) => match crate::engine::description_of(&job) {
             Ok(description) => {
                 let mut monitor = Monitor::for_run(&config, &description, Some(len));
                 let failure = monitor.as_mut().and_then(Monitor::take_failure);
@@ -175,22 +192,20 @@ where
         },
         _ => (None, None),
     };
-    // Rank 0's leaf size (automatic: from the length, the same everywhere)
-    // goes to every rank with the other settings: the tree must agree.
-    let leaf_size = crate::engine::tree::leaf_size(len, config.leaf_size()) as u64;
-    let mut settings = vec![u8::from(monitor.is_some()), u8::from(config.deterministic())];
-    settings.extend(leaf_size.to_le_bytes());
-    let settings = link.broadcast(0, settings);
-    let (watched, deterministic) = (settings[0] == 1, settings[1] == 1);
-    let leaf_size = u64::from_le_bytes(settings[2..10].try_into().expect("8 bytes of leaf size"));
     let leaves = Leaves::new(len, leaf_size as usize);
     let config = config.with_deterministic(deterministic).with_leaf_size(leaves.size);
-    log::debug!(
-        "mpi run {:?}: rank {} of {}, {workers} worker(s), {len} items",
-        crate::engine::description_of(&job).unwrap_or_default(),
-        link.rank,
-        link.size
-    );
+    // The application's logger may panic: on any rank, that fails the run
+    // on every rank, when it ends.
+    let log_failure = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        log::debug!(
+            "mpi run {:?}: rank {} of {}, {workers} worker(s), {len} items",
+            crate::engine::description_of(&job).unwrap_or_default(),
+            link.rank,
+            link.size
+        );
+    }))
+    .err()
+    .map(|payload| Panic::new(None, payload));
     let tally = Tally::new();
     let tally = watched.then_some(&tally);
     let state = Shortcircuit::new(deterministic, None);
@@ -214,25 +229,62 @@ where
             *result = Err(panic.into());
         }
     }
-    share_outcome(&link, outcome)
+    share_outcome(&link, outcome, log_failure)
 }
 
-/// Rank 0: [`init_logging`](crate::init_logging). Other ranks: records
-/// logged there (that pass `RUST_LOG`, default `warn`) are captured, carried
-/// to rank 0 by the next run and printed by rank 0's logger with `rank N`
-/// and the thread in the line (PyPhi's LogThread, across machines); those
-/// ranks print none themselves. Records wait for a run to carry them (at
-/// most 10,000; older ones are dropped and counted). Call it once, on every
-/// rank, before the first run; a logger installed earlier is left alone.
+/// Rank 0 of `comm`: [`init_logging`](crate::init_logging). Other ranks:
+/// records logged there (that pass `RUST_LOG`, default `warn`) are
+/// captured and sent to rank 0 of `comm`, which prints them with its logger,
+/// with `rank N` (the sender's rank in `comm`) and the thread in the line
+/// (PyPhi's LogThread, across machines); those ranks print none themselves.
+///
+/// Records travel over a private duplicate of `comm`, whatever
+/// communicator the runs use (`comm` itself, a `split_by_color` of it,
+/// `self_comm()`): a rank sends what waits at every turn of its runs'
+/// loops; rank 0 prints what arrived while it coordinates a run and as each
+/// of its runs ends. Records logged after a rank's last run are printed by
+/// [`flush_logs`], which every rank calls at the end (or whenever all
+/// should be printed); without it, records still waiting when MPI
+/// finalizes are printed by their own rank on its stderr, with a line that
+/// says so. What waits on a rank is bounded: 4 MiB of text (a record's
+/// text is cut at 2 KiB); beyond that the oldest records are dropped, and
+/// rank 0 prints how many in one line.
+///
+/// Collective: call it once, on every rank of `comm`, before the first run
+/// (later calls change nothing); a logger installed earlier is left alone.
 ///
 /// ```no_run
 /// let universe = ::mpi::initialize_with_threading(::mpi::Threading::Funneled).unwrap().0;
 /// let world = universe.world();
 /// mapreduce::mpi::init_logging(&world);
 /// log::warn!("rank 0 prints this line, whichever rank logged it");
+/// mapreduce::mpi::flush_logs(&world).unwrap();
 /// ```
 pub fn init_logging<Comm: Communicator>(comm: &Comm) {
-    logs::install(comm.rank());
+    logs::install(comm);
+}
+
+/// Print every record logged so far on any rank of the communicator given
+/// to [`init_logging`]: each rank sends what waits, rank 0 prints all of it
+/// before any rank returns. Call it at the end of the program (records
+/// logged after a rank's last run wait for it), on every rank of that
+/// communicator (`comm`): it is collective. Without `init_logging`, it does
+/// nothing.
+///
+/// A panic in rank 0's logger (the application's) is returned as
+/// [`Error::Panicked`] on every rank.
+///
+/// ```no_run
+/// let universe = ::mpi::initialize_with_threading(::mpi::Threading::Funneled).unwrap().0;
+/// let world = universe.world();
+/// mapreduce::mpi::init_logging(&world);
+/// // ... runs ...
+/// log::info!("done here");
+/// mapreduce::mpi::flush_logs(&world).unwrap();
+/// ```
+pub fn flush_logs<Comm: Communicator>(comm: &Comm) -> Result<(), Error> {
+    let _ = comm;
+    logs::flush()
 }
 
 /// A hash of the job's type, its items' and its accumulator's, the same on
@@ -259,53 +311,86 @@ fn prepare(config: &Config) -> Result<usize, Error> {
 
 /// Rank `failed` (the first that could not run) tells every rank why; each
 /// rank returns its own error if it has one, else that rank's.
-fn setup_failure(link: &Link, failed: i32, own: Result<usize, Error>) -> Error {
-    let (is_config, reason) = match &own {
-        Err(Error::Config(err)) => (true, err.to_string()),
-        Err(Error::ThreadPool(reason)) => (false, reason.clone()),
-        Err(other) => (false, other.to_string()),
-        Ok(_) => (false, String::new()),
+fn setup_failure(link: &Link<'_>, failed: i32, own: Result<usize, Error>) -> Error {
+    let told = match &own {
+        Err(Error::Config(err)) => WireSetup::Config(err.to_string()),
+        Err(Error::ThreadPool(reason)) => WireSetup::ThreadPool(reason.clone()),
+        Err(other) => WireSetup::Panicked(WirePanic::of_error(other)),
+        Ok(_) => WireSetup::Panicked(WirePanic::without_item(String::new())),
     };
-    let told = link.broadcast(failed, wire::encode(&(is_config, reason)));
+    let told = link.broadcast(failed, wire::encode(&told));
     if let Err(err) = own {
         return err;
     }
-    let (is_config, reason): (bool, String) = wire::decode(&told, failed);
-    if is_config {
-        Error::Config(ConfigError::OnRank { rank: failed, reason })
-    } else {
-        Error::ThreadPool(format!("on rank {failed}: {reason}"))
+    match wire::decode(&told, failed) {
+        WireSetup::Config(reason) => Error::Config(ConfigError::OnRank { rank: failed, reason }),
+        WireSetup::ThreadPool(reason) => Error::ThreadPool(format!("on rank {failed}: {reason}")),
+        WireSetup::Panicked(panic) => panic.into_panic().into(),
     }
 }
 
-/// Rank 0 broadcasts the answer; every rank returns it.
-fn share_outcome<A>(link: &Link, outcome: Option<Result<ControlFlow<A, A>, Error>>) -> Result<A, Error>
+/// Rank 0 broadcasts the answer; every rank returns it, unless a rank
+/// could not decode it or had another failure of user code (`own`; or
+/// rank 0 of the logging communicator, whose logger may panic as it prints
+/// the records that arrived): then every rank returns the failure of the
+/// lowest such rank.
+fn share_outcome<A>(
+    link: &Link<'_>,
+    outcome: Option<Result<ControlFlow<A, A>, Error>>,
+    own: Option<Panic>,
+) -> Result<A, Error>
 where
     A: Serialize + DeserializeOwned,
 {
     // An answer that cannot travel fails like a panic in user code (its
     // `Serialize` or `Deserialize`), without an item.
     let unencodable = |reason| Error::from(WirePanic::without_item(reason).into_panic());
-    let Some(outcome) = outcome else {
-        let told = link.broadcast(0, Vec::new());
-        return match wire::decode(&told, 0) {
-            WireOutcome::Value(bytes) => wire::decode_acc(&bytes).map_err(unencodable),
-            WireOutcome::Panicked(panic) => Err(panic.into_panic().into()),
-            WireOutcome::Cancelled => Err(Error::Cancelled),
-        };
-    };
-    let (told, outcome) = match outcome.map(engine::into_value) {
-        // The other ranks must be able to decode what they are told.
-        Ok(acc) => match wire::encode_acc(&acc).and_then(|bytes| wire::decode_acc::<A>(&bytes).map(|_| bytes)) {
-            Ok(bytes) => (WireOutcome::Value(bytes), Ok(acc)),
-            Err(reason) => (
-                WireOutcome::Panicked(WirePanic::without_item(reason.clone())),
-                Err(unencodable(reason)),
-            ),
+    let mut own = own.map(|panic| crate::error::panic_message(panic.payload.as_ref()));
+    // What rank 0 broadcast, the same on every rank (`None`: it does not
+    // decode here).
+    let shared = match outcome {
+        None => match wire::decode(&link.broadcast(0, Vec::new()), 0) {
+            WireOutcome::Value(bytes) => match wire::decode_acc(&bytes) {
+                Ok(acc) => Some(Ok(acc)),
+                Err(reason) => {
+                    own = own.or(Some(format!("on rank {}: {reason}", link.rank)));
+                    None
+                }
+            },
+            WireOutcome::Panicked(panic) => Some(Err(panic.into_panic().into())),
+            WireOutcome::Cancelled => Some(Err(Error::Cancelled)),
         },
-        Err(Error::Cancelled) => (WireOutcome::Cancelled, Err(Error::Cancelled)),
-        Err(err) => (WireOutcome::Panicked(WirePanic::of_error(&err)), Err(err)),
+        Some(outcome) => {
+            let (told, shared) = match outcome.map(engine::into_value) {
+                // Alone, rank 0 checks that the answer decodes, as the
+                // others would (with others, their decoding is the check).
+                Ok(acc) => match wire::encode_acc(&acc).and_then(|bytes| {
+                    if link.size == 1 {
+                        wire::decode_acc::<A>(&bytes)?;
+                    }
+                    Ok(bytes)
+                }) {
+                    Ok(bytes) => (WireOutcome::Value(bytes), Ok(acc)),
+                    Err(reason) => (
+                        WireOutcome::Panicked(WirePanic::without_item(reason.clone())),
+                        Err(unencodable(reason)),
+                    ),
+                },
+                Err(Error::Cancelled) => (WireOutcome::Cancelled, Err(Error::Cancelled)),
+                Err(err) => (WireOutcome::Panicked(WirePanic::of_error(&err)), Err(err)),
+            };
+            // Every other rank has said `Finished` and is on its way here.
+            link.broadcast(0, wire::encode(&told));
+            Some(shared)
+        }
     };
-    link.broadcast(0, wire::encode(&told));
-    outcome
+    let printed = logs::print_arrived().map(|panic| crate::error::panic_message(panic.payload.as_ref()));
+    let agreed = link.agree_on_failure(own.or(printed));
+    match (shared, agreed) {
+        // A failure rank 0 told every rank stays the run's failure.
+        (Some(Err(err)), _) => Err(err),
+        (Some(Ok(acc)), None) => Ok(acc),
+        (_, Some((_, message))) => Err(unencodable(message)),
+        (None, None) => unreachable!("a rank that could not decode the answer says so"),
+    }
 }

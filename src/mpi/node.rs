@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::time::{Duration, Instant};
 
 use rayon::iter::plumbing::{Producer, ProducerCallback};
@@ -27,7 +27,7 @@ use super::wire::{self, Down, Up, WireEvent, WireNode, WirePanic};
 use crate::cancel::FIRST_POSITION;
 use crate::engine::tree::{Event, Node as TreeNode};
 use crate::engine::{evaluate, Leaves, Run};
-use crate::error::{Error, Panic};
+use crate::error::Error;
 use crate::job::MapReduce;
 use crate::pool;
 use crate::progress::{Monitor, Tally};
@@ -38,7 +38,7 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 /// What one rank brings to the run.
 pub(crate) struct Node<'r, 'a, T, J: MapReduce<T, C>, C: ?Sized> {
     pub(crate) run: &'r Run<'a, T, J, C>,
-    pub(crate) link: &'r Link,
+    pub(crate) link: &'r Link<'r>,
     /// The input's leaves, with the leaf size every rank agreed on.
     pub(crate) leaves: Leaves,
     pub(crate) workers: usize,
@@ -140,13 +140,6 @@ where
                             tally.add(items);
                         }
                     }
-                    Up::Logs(records) => {
-                        // The logger is the application's: its panic fails
-                        // the run, it does not strand the other ranks.
-                        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| logs::replay(from, records))) {
-                            run.fail(Panic::new(None, payload));
-                        }
-                    }
                     Up::Finished => stopped_ranks[from as usize] = true,
                     // After the answer is known, requests and results no
                     // longer matter.
@@ -174,7 +167,6 @@ where
                 }
                 if coordinator.is_decided(run) {
                     decided = true;
-                    log::debug!("mpi run: answer known, stopping every rank");
                     for rank in 1..link.size {
                         link.send(rank, &Down::Stop);
                     }
@@ -182,6 +174,12 @@ where
                     run.state.lower_horizon(0);
                     blocks.queue.clear();
                 }
+            }
+            // Other ranks' log records, printed here if this is rank 0 of
+            // the logging communicator. Its logger is the application's:
+            // a panic there fails the run, it does not strand the others.
+            if let Some(panic) = logs::print_arrived() {
+                run.fail(panic);
             }
             if let (Some(monitor), Some(tally)) = (self.monitor.as_mut(), self.tally) {
                 monitor.tick(tally);
@@ -197,7 +195,7 @@ where
             if busy {
                 backoff.reset();
             } else {
-                blocks.wait(backoff.next_wait());
+                blocks.wait(&mut backoff);
             }
         }
     }
@@ -289,10 +287,7 @@ where
                     last_count = Instant::now();
                 }
             }
-            let records = logs::take();
-            if !records.is_empty() {
-                link.send(0, &Up::Logs(records));
-            }
+            logs::pump();
             if done {
                 link.send(0, &Up::Finished);
                 return;
@@ -300,7 +295,7 @@ where
             if busy {
                 backoff.reset();
             } else {
-                blocks.wait(backoff.next_wait());
+                blocks.wait(&mut backoff);
             }
         }
     }
@@ -378,14 +373,28 @@ impl<P: Producer, A: Send> Blocks<P, A> {
         finished
     }
 
-    /// Nothing to do: wait up to `pause` for the running block to finish,
-    /// or pause before looking for messages again.
-    fn wait(&mut self, pause: Duration) {
+    /// Nothing to do: wait as `backoff` says for the running block to
+    /// finish, or before looking for messages again.
+    fn wait(&mut self, backoff: &mut Backoff) {
+        let pause = backoff.next_wait();
         if !self.running || self.ready.is_some() {
-            std::thread::sleep(pause);
+            match pause {
+                None => std::thread::yield_now(),
+                Some(pause) => std::thread::sleep(pause),
+            }
             return;
         }
-        match self.receiver.recv_timeout(pause) {
+        let finished = match pause {
+            None => {
+                std::thread::yield_now();
+                self.receiver.try_recv().map_err(|err| match err {
+                    TryRecvError::Empty => RecvTimeoutError::Timeout,
+                    TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+                })
+            }
+            Some(pause) => self.receiver.recv_timeout(pause),
+        };
+        match finished {
             Ok(finished) => self.ready = Some(finished),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => unreachable!("this side holds a sender"),

@@ -94,6 +94,9 @@ struct Channel {
     rank: i32,
     /// Rank 0: batches arrived and not printed yet, with their sender.
     received: Vec<(i32, WireLogs)>,
+    /// Rank 0: last batches of a flush arrived and not waited for yet, by
+    /// sender.
+    lasts: Vec<u32>,
     /// Other ranks: the batch on its way, if its send has not completed.
     sending: Option<Sending>,
     /// Other ranks: the batch on its way is the last of a [`flush`].
@@ -123,7 +126,7 @@ pub(crate) fn install<C: Communicator>(comm: &C) {
     // blocks.
     link::all_min(comm, &[0]);
     let comm = comm.duplicate();
-    let rank = comm.rank();
+    let (rank, size) = (comm.rank(), comm.size() as usize);
     let builder = crate::logging::default_builder();
     if rank == 0 {
         if crate::logging::init_logging_with(builder) {
@@ -140,6 +143,7 @@ pub(crate) fn install<C: Communicator>(comm: &C) {
         comm,
         rank,
         received: Vec::new(),
+        lasts: vec![0; size],
         sending: None,
         last_sent: false,
     });
@@ -192,33 +196,27 @@ fn print(arrived: Vec<(i32, WireLogs)>) -> Option<Panic> {
 /// rank 0 prints all of it; a panic of rank 0's logger is every rank's
 /// error. Without [`install`], nothing.
 pub(crate) fn flush() -> Result<(), Error> {
-    let Some((rank, size)) = CHANNEL
-        .lock()
-        .as_ref()
-        .map(|channel| (channel.rank, channel.comm.size()))
-    else {
+    let Some(rank) = CHANNEL.lock().as_ref().map(|channel| channel.rank) else {
         return Ok(());
     };
     let mut backoff = Backoff::new();
     let failure = if rank == 0 {
         // Print batches as they come until every other rank's last one is
-        // in.
-        let mut done = vec![false; size as usize];
-        done[0] = true;
+        // in (one may have come before, while a run of rank 0 ended).
         let mut failure = None;
-        while !done.iter().all(|&done| done) {
+        loop {
             let arrived = take_arrived();
-            if arrived.is_empty() {
+            let all_in = CHANNEL.lock().as_mut().is_some_and(|channel| channel.take_lasts());
+            if arrived.is_empty() && !all_in {
                 backoff.pause();
                 continue;
             }
-            for (from, batch) in &arrived {
-                done[*from as usize] |= batch.last;
-            }
             failure = failure.or(print(arrived));
             backoff.reset();
+            if all_in {
+                break failure;
+            }
         }
-        failure
     } else {
         while !CHANNEL
             .lock()
@@ -259,8 +257,22 @@ impl Channel {
         while let Some(probed) = self.comm.any_process().immediate_matched_probe_with_tag(LOG_TAG) {
             let (bytes, status) = probed.matched_receive_vec::<u8>();
             let from = status.source_rank();
-            self.received.push((from, wire::decode(&bytes, from)));
+            let batch: WireLogs = wire::decode(&bytes, from);
+            if batch.last {
+                self.lasts[from as usize] += 1;
+            }
+            self.received.push((from, batch));
         }
+    }
+
+    /// Rank 0: whether every other rank's last batch of a flush is in; if
+    /// so, they are taken (the next flush waits for the next ones).
+    fn take_lasts(&mut self) -> bool {
+        let all_in = self.lasts.iter().skip(1).all(|&count| count > 0);
+        if all_in {
+            self.lasts.iter_mut().skip(1).for_each(|count| *count -= 1);
+        }
+        all_in
     }
 
     /// Other ranks: send what waits, a batch at a time, while sends complete

@@ -14,6 +14,8 @@
 //! if world.rank() == 0 {
 //!     println!("{cheapest:?}");
 //! }
+//! // Every rank's records logged after its last run, printed by rank 0.
+//! mpi::flush_logs(&world).unwrap();
 //! ```
 //!
 //! Run it with `mpirun -n 4 target/release/my-search` (or `srun`).
@@ -47,19 +49,32 @@
 //! first answer found. Rank 0's config decides the mode (and whether
 //! progress is shown) for all ranks.
 //!
-//! **Waiting costs no core.** A rank's calling thread talks to the others
-//! while its pool computes; it sleeps between looks for messages (50 µs,
-//! backing off to 2 ms), and its sends and collectives are non-blocking
-//! calls tested between such sleeps (MPI's blocking ones poll a core), so
-//! one worker per core keeps its core.
+//! **Waiting costs no core; data moves at full speed.** A rank's calling
+//! thread talks to the others while its pool computes. Open MPI moves a
+//! non-blocking message or collective only while the rank is inside an MPI
+//! call, and its blocking calls poll a core, so every wait here is a
+//! non-blocking call tested at once and again for 100 µs (a partner that
+//! is there answers within microseconds: a run of a few items costs tens
+//! of microseconds per rank, not milliseconds), then between sleeps that
+//! grow to 2 ms (a rank that waits for long costs next to no CPU, so one
+//! worker per core keeps its core). Bulk data (block results, the answer)
+//! moves only once the ranks it concerns are known to be there, tested
+//! without pause, so it moves as fast as the copies go. The run's private
+//! duplicate of `comm` is made by its first run and kept on `comm` (an MPI
+//! attribute, freed with it).
 //!
 //! **Failures.** A panic on any rank is [`Error::Panicked`] on every rank,
 //! naming the item; ranks other than the one that panicked get the message
 //! as the payload. A panic in `merge` fails the run (which failure is
 //! reported, when there are several, can depend on the rank that ran the
-//! `merge`); so does a panic in rank 0's progress sink or logger. An invalid
-//! config on any rank is an error on every rank ([`ConfigError::OnRank`] on
-//! the others).
+//! `merge`); so does a panic in rank 0's progress sink, at any point, and
+//! in the logger of rank 0 of the logging communicator as it prints other
+//! ranks' records. An invalid config on any rank is an error on every rank
+//! ([`ConfigError::OnRank`] on the others). Every rank ends every run with
+//! the same outcome: before returning, the ranks agree, so a failure that
+//! only one rank sees (its `Deserialize` refuses the answer, its logger
+//! panics) is every rank's [`Error::Panicked`], without an item, with the
+//! same message (naming that rank).
 //!
 //! **Accumulators** travel encoded with postcard, which cannot read what
 //! needs a self-describing format (`#[serde(untagged)]`, `flatten`,
@@ -67,11 +82,40 @@
 //! `Error::Panicked` saying it could not be decoded. One message carries at
 //! most 2 GiB.
 //!
+//! **What every rank must keep the same.** [`par_map_reduce`] is a
+//! collective call, like MPI's own: every rank of `comm` calls it, in the
+//! same order as its other collective calls on `comm`, with
+//! - the same items (the same number of them, and the same item at each
+//!   index: only indices travel, each rank reads its blocks from its own
+//!   `items`),
+//! - the same job (the same type, and the same behaviour: blocks run on
+//!   whichever rank asked, their results are joined on rank 0),
+//! - the same accumulator type, from the same build of the program.
+//!
+//! The crate checks what it can: ranks that differ in the number of items,
+//! the job's type or the item or accumulator type all get
+//! [`ConfigError::RanksDisagree`] (a fingerprint of the types and the
+//! count is compared as the run starts). What it cannot see (the same type
+//! over other data, a job whose `compute` depends on the rank, a `ctx`
+//! that differs) gives an answer that is a mix of the ranks' views, the
+//! same on every rank. A rank that does not call at all, or calls another
+//! collective instead, leaves the others waiting for it forever: that is
+//! MPI's nature (no rank can tell a late rank from an absent one), not
+//! something a library can detect. The advice that avoids it: make the
+//! call unconditionally, on every rank, outside any `if rank == ...`; keep
+//! what differs between ranks in `ctx`, and branch on the result, after
+//! the call; a rank that fails before the call should still make it (an
+//! error in its config is then every rank's error) or abort the whole job
+//! (`MPI_Abort`, or `panic` with `mpirun` killing the rest).
+//!
 //! **Progress and logs.** Rank 0 alone draws the bar, counting every rank's
 //! items. Under `mpirun` its stderr is a pipe, so the bar needs
 //! `MAPREDUCE_PROGRESS=always` (or
-//! [`Config::with_progress_bars_always`](crate::Config::with_progress_bars_always)). With [`init_logging`] on every rank, the other ranks' records are
-//! printed by rank 0, with their rank and thread in the line.
+//! [`Config::with_progress_bars_always`](crate::Config::with_progress_bars_always)).
+//! With [`init_logging`] on every rank, the other ranks' records are
+//! printed by rank 0 of that communicator, with the sender's rank in it and
+//! its thread in the line, whatever communicator the runs use; records
+//! logged after a rank's last run are printed by [`flush_logs`].
 //!
 //! **Requirements.** MPI must be initialized with at least
 //! `Threading::Funneled` (only the calling thread talks MPI), and
@@ -109,12 +153,13 @@ use wire::{WireOutcome, WirePanic, WireSetup};
 /// mode. A `Break` on any rank stops every rank promptly. See the
 /// [module docs](self) for how a run goes.
 ///
-/// Collective: every rank of `comm` must call it, with the same number of
-/// items and the same job (the same job, item and accumulator types, from
-/// the same build); ranks that do not get
-/// [`ConfigError::RanksDisagree`], every
-/// one of them. A rank that skips the call leaves the others waiting, as
-/// any MPI collective does: call it on every rank, or on none.
+/// Collective: every rank of `comm` must call it, with the same items and
+/// the same job (the same job, item and accumulator types, from the same
+/// build); ranks that differ in the number of items or in these types get
+/// [`ConfigError::RanksDisagree`], every one of them (see "What every rank
+/// must keep the same" in the [module docs](self)). A rank that skips the
+/// call leaves the others waiting, as any MPI collective does: call it on
+/// every rank, or on none.
 ///
 /// ```no_run
 /// use mapreduce::{jobs, mpi};

@@ -50,6 +50,9 @@ const BATCH_AT_MOST: usize = 3 * 1024;
 /// batch.
 const TEXT_AT_MOST: usize = 2 * 1024;
 
+/// Batches rank 0 holds unprinted, at most (12 MiB).
+const RECEIVED_AT_MOST: usize = 4096;
+
 /// The tag of batches on the logging communicator.
 const LOG_TAG: i32 = 0x6d6c;
 
@@ -252,9 +255,14 @@ impl Channel {
         }
     }
 
-    /// Rank 0: take every batch that has arrived.
+    /// Rank 0: take the batches that have arrived, up to a bound (while
+    /// rank 0 serves in other ranks' runs, it prints only as they end; the
+    /// rest wait in MPI, and then on their senders, bounded there).
     fn receive(&mut self) {
-        while let Some(probed) = self.comm.any_process().immediate_matched_probe_with_tag(LOG_TAG) {
+        while self.received.len() < RECEIVED_AT_MOST {
+            let Some(probed) = self.comm.any_process().immediate_matched_probe_with_tag(LOG_TAG) else {
+                break;
+            };
             let (bytes, status) = probed.matched_receive_vec::<u8>();
             let from = status.source_rank();
             let batch: WireLogs = wire::decode(&bytes, from);

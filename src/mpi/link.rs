@@ -307,9 +307,15 @@ impl Backoff {
         if self.since.elapsed() < SPIN_FOR {
             return None;
         }
+        Some(self.next_sleep())
+    }
+
+    /// The next sleep, skipping the looks at once (and sleep longer next
+    /// time).
+    pub(crate) fn next_sleep(&mut self) -> Duration {
         let wait = self.next;
         self.next = (self.next * 2).min(LAST_POLL);
-        Some(wait)
+        wait
     }
 
     /// Wait as [`next_wait`](Self::next_wait) says.

@@ -165,19 +165,24 @@ pub(crate) fn pump() {
 
 /// Rank 0 of the logging communicator: print what arrived, through this
 /// process's logger; its panic (the logger is the application's) is
-/// returned. Elsewhere, nothing.
+/// returned. Other ranks: send what waits, as [`pump`].
 pub(crate) fn print_arrived() -> Option<Panic> {
     print(take_arrived())
 }
 
 /// Rank 0 of the logging communicator: the batches that have arrived.
+/// Other ranks: none, after sending what waits.
 fn take_arrived() -> Vec<(i32, WireLogs)> {
     match CHANNEL.lock().as_mut() {
         Some(channel) if channel.rank == 0 => {
             channel.receive();
             std::mem::take(&mut channel.received)
         }
-        _ => Vec::new(),
+        Some(channel) => {
+            channel.send_waiting(false);
+            Vec::new()
+        }
+        None => Vec::new(),
     }
 }
 

@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use rayon::iter::plumbing::{Producer, ProducerCallback};
@@ -176,8 +176,9 @@ where
                 }
             }
             // Other ranks' log records, printed here if this is rank 0 of
-            // the logging communicator. Its logger is the application's:
-            // a panic there fails the run, it does not strand the others.
+            // the logging communicator (else this rank's are sent). Its
+            // logger is the application's: a panic there fails the run, it
+            // does not strand the others.
             if let Some(panic) = logs::print_arrived() {
                 run.fail(panic);
             }
@@ -373,28 +374,16 @@ impl<P: Producer, A: Send> Blocks<P, A> {
         finished
     }
 
-    /// Nothing to do: wait as `backoff` says for the running block to
-    /// finish, or before looking for messages again.
+    /// Nothing to do: wait as `backoff` says before looking for messages
+    /// again. While a block runs, the wait ends as soon as it finishes,
+    /// and never looks again at once: that would take a core from this
+    /// rank's own workers.
     fn wait(&mut self, backoff: &mut Backoff) {
-        let pause = backoff.next_wait();
         if !self.running || self.ready.is_some() {
-            match pause {
-                None => std::thread::yield_now(),
-                Some(pause) => std::thread::sleep(pause),
-            }
+            backoff.pause();
             return;
         }
-        let finished = match pause {
-            None => {
-                std::thread::yield_now();
-                self.receiver.try_recv().map_err(|err| match err {
-                    TryRecvError::Empty => RecvTimeoutError::Timeout,
-                    TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
-                })
-            }
-            Some(pause) => self.receiver.recv_timeout(pause),
-        };
-        match finished {
+        match self.receiver.recv_timeout(backoff.next_sleep()) {
             Ok(finished) => self.ready = Some(finished),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => unreachable!("this side holds a sender"),

@@ -300,20 +300,22 @@ fn logs_name_the_world_rank_whatever_communicator_runs_use() {
     println!("burst of {BURST}: {printed} printed, {dropped} dropped and counted");
 }
 
-/// `output` without mpirun's `[job,rank]<stream>:` tags, wherever they are.
+/// `output` without mpirun's `[job,rank]<stream>:` tags, wherever they are
+/// in a line, and without line breaks.
 fn untagged(output: &str) -> String {
     let mut text = String::with_capacity(output.len());
-    let mut rest = output;
-    while let Some(end) = ["]<stdout>:", "]<stderr>:"]
-        .iter()
-        .filter_map(|tag| rest.find(tag))
-        .min()
-    {
-        let start = rest[..end].rfind('[').unwrap_or(end);
-        text.push_str(&rest[..start]);
-        rest = &rest[end + "]<stdout>:".len()..];
+    for mut line in output.lines() {
+        while let Some(end) = ["]<stdout>:", "]<stderr>:"]
+            .iter()
+            .filter_map(|tag| line.find(tag))
+            .min()
+        {
+            let start = line[..end].rfind('[').unwrap_or(end);
+            text.push_str(&line[..start]);
+            line = &line[end + "]<stdout>:".len()..];
+        }
+        text.push_str(line);
     }
-    text.push_str(rest);
     text
 }
 

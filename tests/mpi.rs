@@ -13,7 +13,7 @@ mod common;
 use std::io::Read;
 use std::ops::ControlFlow::{self, Continue};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -226,6 +226,102 @@ fn other_ranks_log_through_rank_0() {
     assert!(rank0.iter().any(|line| line.contains("hello from rank 0")));
 }
 
+/// An accumulator whose `Deserialize` fails (or panics) on one rank only,
+/// wherever it is decoded (a block's result on rank 0, the answer on the
+/// others): every rank ends the run with the same error.
+#[test]
+fn a_decode_failure_on_any_rank_fails_every_rank() {
+    for ranks in [2, 3] {
+        let output = mpirun(ranks, "decode", &[]);
+        assert_checked(&output, ranks, "decode");
+    }
+}
+
+/// Rank 0's logger (the application's) panics on a record another rank
+/// sent, during a run and in `flush_logs`; its sink panics as the run
+/// starts: every rank ends with the same error, and the next run is clean.
+#[test]
+fn a_panic_in_rank_0s_logger_or_sink_fails_every_rank() {
+    for ranks in [2, 3] {
+        let output = mpirun(ranks, "logger", &[("RUST_LOG", "info")]);
+        assert_checked(&output, ranks, "logger");
+    }
+}
+
+/// 4 ranks, logging set up on `world`, running on `world.split_by_color(rank
+/// % 2)` and on `self_comm()`: every line rank 0 prints names the sender's
+/// rank in `world`, once; the group whose rank 0 is world rank 1 gets its
+/// lines printed; records logged after the last run are printed by
+/// `flush_logs`; a burst of 100,000 lines is printed or counted, exactly.
+#[test]
+fn logs_name_the_world_rank_whatever_communicator_runs_use() {
+    let output = mpirun(4, "split_logs", &[("RUST_LOG", "info")]);
+    assert_checked(&output, 4, "split_logs");
+    let rank0 = lines_of(&output, 0);
+    for rank in 1..4 {
+        for what in ["before any run", "inside a run", "on self_comm", "after the last run"] {
+            let marker = format!("{what}, from world rank {rank}");
+            let lines: Vec<_> = rank0.iter().filter(|line| line.contains(&marker)).collect();
+            assert_eq!(
+                lines.len(),
+                1,
+                "rank 0 printed {marker:?} {} times:\n{output}",
+                lines.len()
+            );
+            assert!(
+                lines[0].contains(&format!(" rank {rank} ")) && lines[0].matches("rank ").count() == 2,
+                "not tagged once with world rank {rank}: {}",
+                lines[0]
+            );
+        }
+        assert!(
+            !lines_of(&output, rank).iter().any(|line| line.contains("INFO")),
+            "rank {rank} printed log lines itself:\n{output}"
+        );
+    }
+    // Every line of the burst is printed, or counted in a drop note. The
+    // output without mpirun's tags, which it puts before what it reads,
+    // not always a whole line (only rank 0 prints these lines).
+    let stderr = untagged(&output);
+    let printed = stderr.matches("burst line ").count();
+    let dropped: usize = stderr
+        .split(" log records of rank 3 were dropped")
+        .collect::<Vec<_>>()
+        .iter()
+        .rev()
+        .skip(1)
+        .filter_map(|before| before.rsplit(' ').next()?.parse::<usize>().ok())
+        .sum();
+    assert_eq!(
+        printed + dropped,
+        BURST,
+        "{printed} printed, {dropped} counted as dropped"
+    );
+    println!("burst of {BURST}: {printed} printed, {dropped} dropped and counted");
+}
+
+/// `output` without mpirun's `[job,rank]<stream>:` tags, wherever they are
+/// in a line, and without line breaks.
+fn untagged(output: &str) -> String {
+    let mut text = String::with_capacity(output.len());
+    for mut line in output.lines() {
+        while let Some(end) = ["]<stdout>:", "]<stderr>:"]
+            .iter()
+            .filter_map(|tag| line.find(tag))
+            .min()
+        {
+            let start = line[..end].rfind('[').unwrap_or(end);
+            text.push_str(&line[..start]);
+            line = &line[end + "]<stdout>:".len()..];
+        }
+        text.push_str(line);
+    }
+    text
+}
+
+/// The lines of the burst in `split_logs`.
+const BURST: usize = 100_000;
+
 /// The `min_cut` example, built with the `mpi` feature whatever built it
 /// before.
 fn min_cut_with_mpi() -> std::path::PathBuf {
@@ -309,6 +405,12 @@ fn rank_program() {
     let case = std::env::var("MAPREDUCE_MPI_CASE").expect("run by the tests of tests/mpi.rs under mpirun");
     let (universe, _) = ::mpi::initialize_with_threading(::mpi::Threading::Funneled).unwrap();
     let world = universe.world();
+    WORLD_RANK.store(world.rank(), Ordering::Relaxed);
+    if case == "logger" && world.rank() == 0 {
+        // The application's own logger, which init_logging leaves alone.
+        log::set_boxed_logger(Box::new(RefusesBoom)).unwrap();
+        log::set_max_level(log::LevelFilter::Info);
+    }
     mapreduce::mpi::init_logging(&world);
     common::quiet_scripted_panics();
     let rank = world.rank();
@@ -324,6 +426,9 @@ fn rank_program() {
         "idle" => idle(&world),
         "reproducible" => reproducible(&world),
         "agree" => agree(&world),
+        "decode" => decode(&world),
+        "logger" => logger(&world),
+        "split_logs" => split_logs(&world),
         other => panic!("unknown case {other}"),
     }
     println!("rank {rank}: checked {case}");
@@ -880,4 +985,203 @@ impl MapReduce<u64> for SlowFirstJoin<'_> {
         left.append(&mut right);
         Continue(left)
     }
+}
+
+/// This process's rank in `world` (set first thing in `rank_program`).
+/// `Relaxed`: set before any run, read by the same process's threads after.
+static WORLD_RANK: AtomicI32 = AtomicI32::new(-1);
+
+/// How `Picky` decodes on the rank `PICKY_RANK` names: refused (0),
+/// panicking (1). `Relaxed`: set between runs on the thread that runs them.
+static PICKY_RANK: AtomicI32 = AtomicI32::new(-1);
+static PICKY_PANICS: AtomicBool = AtomicBool::new(false);
+
+/// Collected items whose `Deserialize` fails (or panics) on one rank.
+#[derive(Debug, PartialEq, Serialize)]
+struct Picky(Vec<u64>);
+
+impl<'de> Deserialize<'de> for Picky {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Picky, D::Error> {
+        let items = Vec::<u64>::deserialize(deserializer)?;
+        let rank = WORLD_RANK.load(Ordering::Relaxed);
+        if rank == PICKY_RANK.load(Ordering::Relaxed) {
+            if PICKY_PANICS.load(Ordering::Relaxed) {
+                panic!("{}: Picky will not be decoded on world rank {rank}", common::SCRIPTED);
+            }
+            return Err(serde::de::Error::custom(format!("Picky refused on world rank {rank}")));
+        }
+        Ok(Picky(items))
+    }
+}
+
+struct CollectPicky;
+
+impl MapReduce<u64> for CollectPicky {
+    type Output = u64;
+    type Acc = Picky;
+    fn empty_result(&self, _: &()) -> Picky {
+        Picky(Vec::new())
+    }
+    fn compute(&self, item: u64, _: &()) -> u64 {
+        // Slow enough that every rank runs blocks.
+        std::thread::sleep(Duration::from_micros(500));
+        item
+    }
+    fn process_result(&self, new: u64, mut acc: Picky) -> ControlFlow<Picky, Picky> {
+        acc.0.push(new);
+        Continue(acc)
+    }
+    fn merge(&self, mut left: Picky, mut right: Picky) -> ControlFlow<Picky, Picky> {
+        left.0.append(&mut right.0);
+        Continue(left)
+    }
+}
+
+/// Every rank of `world` has the same outcome: all `Ok` with equal values,
+/// or all `Err` with equal messages. The outcome, as text.
+fn same_everywhere<A: std::fmt::Debug>(world: &impl Communicator, result: &Result<A, Error>) -> String {
+    use std::hash::{Hash, Hasher};
+    let text = match result {
+        Ok(value) => format!("Ok {value:?}"),
+        Err(err) => format!("Err {:?} {err}", err.index()),
+    };
+    let mut hasher = std::hash::DefaultHasher::new();
+    text.hash(&mut hasher);
+    let hash = hasher.finish();
+    let (mut min, mut max) = (0u64, 0u64);
+    world.all_reduce_into(&hash, &mut min, ::mpi::collective::SystemOperation::min());
+    world.all_reduce_into(&hash, &mut max, ::mpi::collective::SystemOperation::max());
+    assert_eq!(
+        min,
+        max,
+        "rank {}: the ranks ended differently; here: {text}",
+        world.rank()
+    );
+    text
+}
+
+fn decode(world: &impl Communicator) {
+    let size = world.size();
+    for (picky, panics) in [(1, false), (size - 1, true), (0, false), (size - 1, false)] {
+        PICKY_RANK.store(picky, Ordering::Relaxed);
+        PICKY_PANICS.store(panics, Ordering::Relaxed);
+        let result = mapreduce::mpi::par_map_reduce(world, indexed(0..600), &(), &CollectPicky);
+        let text = same_everywhere(world, &result);
+        if picky != 0 {
+            // The answer does not decode on that rank.
+            // (postcard does not keep a custom error's message.)
+            let expected = if panics {
+                "will not be decoded"
+            } else {
+                "could not be decoded"
+            };
+            assert!(
+                text.starts_with("Err None") && text.contains(expected) && text.contains(&format!("on rank {picky}")),
+                "{text}"
+            );
+        } else if let Err(err) = &result {
+            // Rank 0 decodes other ranks' blocks: their failure is the run's.
+            assert!(err.to_string().contains("could not be decoded"), "{err}");
+        }
+        println!(
+            "rank {}: Picky on rank {picky} (panics: {panics}): {}",
+            world.rank(),
+            &text[..text.len().min(80)]
+        );
+    }
+    PICKY_RANK.store(-1, Ordering::Relaxed);
+    let all = mapreduce::mpi::par_map_reduce(world, indexed(0..600), &(), &CollectPicky).unwrap();
+    assert_eq!(all.0, (0..600).collect::<Vec<_>>());
+}
+
+/// Rank 0's logger in the `logger` case: prints to stdout, panics on
+/// records that say "boom".
+struct RefusesBoom;
+
+impl log::Log for RefusesBoom {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Info
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        let text = record.args().to_string();
+        if text.contains("boom") {
+            panic!("{}: the logger refuses boom", common::SCRIPTED);
+        }
+        println!("logged: {text}");
+    }
+    fn flush(&self) {}
+}
+
+fn logger(world: &impl Communicator) {
+    let rank = world.rank();
+    let slow = jobs::sum(|x: u64, _: &()| {
+        std::thread::sleep(Duration::from_millis(1));
+        x
+    });
+    // Logged before a run, sent during it: rank 0's logger panics.
+    if rank == 1 {
+        log::warn!("boom before the run");
+    }
+    let result = mapreduce::mpi::par_map_reduce(world, indexed(0..400), &(), &slow);
+    let text = same_everywhere(world, &result);
+    assert!(text.contains("the logger refuses boom"), "{text}");
+    // Logged after the last run: `flush_logs` prints it, and fails alike.
+    if rank == world.size() - 1 {
+        log::warn!("boom after the last run");
+    }
+    let flushed = mapreduce::mpi::flush_logs(world);
+    let text = same_everywhere(world, &flushed);
+    assert!(text.contains("the logger refuses boom"), "{text}");
+    // A sink that panics as the run starts.
+    struct FailsAtStart;
+    impl ProgressSink for FailsAtStart {
+        fn start(&self, _: &str, _: Option<u64>) {
+            panic!("{}: the sink refuses the start", common::SCRIPTED);
+        }
+    }
+    let result = Config::current()
+        .with_progress_sink(Arc::new(FailsAtStart))
+        .scope(|| mapreduce::mpi::par_map_reduce(world, indexed(0..400), &(), &slow));
+    let text = same_everywhere(world, &result);
+    assert!(text.contains("the sink refuses the start"), "{text}");
+    // Then all is well.
+    log::info!("fine from rank {rank}");
+    assert_eq!(
+        mapreduce::mpi::par_map_reduce(world, indexed(0..400), &(), &slow).unwrap(),
+        79_800
+    );
+    mapreduce::mpi::flush_logs(world).unwrap();
+}
+
+fn split_logs(world: &impl Communicator) {
+    let rank = world.rank();
+    let half = world
+        .split_by_color(::mpi::topology::Color::with_value(rank % 2))
+        .unwrap();
+    log::info!("before any run, from world rank {rank}");
+    let (inside, burst) = (AtomicBool::new(false), AtomicBool::new(false));
+    let job = jobs::sum(|x: u64, _: &()| {
+        std::thread::sleep(Duration::from_millis(1));
+        if !inside.swap(true, Ordering::Relaxed) {
+            log::info!("inside a run, from world rank {rank}");
+        }
+        if rank == 3 && !burst.swap(true, Ordering::Relaxed) {
+            for line in 0..BURST {
+                log::info!("burst line {line}");
+            }
+        }
+        x
+    });
+    assert_eq!(
+        mapreduce::mpi::par_map_reduce(&half, indexed(0..200), &(), &job).unwrap(),
+        19_900
+    );
+    log::info!("on self_comm, from world rank {rank}");
+    let alone = ::mpi::topology::SimpleCommunicator::self_comm();
+    assert_eq!(
+        mapreduce::mpi::par_map_reduce(&alone, indexed(0..10), &(), jobs::sum(|x: u64, _: &()| x)).unwrap(),
+        45
+    );
+    log::info!("after the last run, from world rank {rank}");
+    mapreduce::mpi::flush_logs(world).unwrap();
 }

@@ -14,6 +14,8 @@
 //! if world.rank() == 0 {
 //!     println!("{cheapest:?}");
 //! }
+//! // Every rank's records logged after its last run, printed by rank 0.
+//! mpi::flush_logs(&world).unwrap();
 //! ```
 //!
 //! Run it with `mpirun -n 4 target/release/my-search` (or `srun`).
@@ -47,19 +49,32 @@
 //! first answer found. Rank 0's config decides the mode (and whether
 //! progress is shown) for all ranks.
 //!
-//! **Waiting costs no core.** A rank's calling thread talks to the others
-//! while its pool computes; it sleeps between looks for messages (50 µs,
-//! backing off to 2 ms), and its sends and collectives are non-blocking
-//! calls tested between such sleeps (MPI's blocking ones poll a core), so
-//! one worker per core keeps its core.
+//! **Waiting costs no core; data moves at full speed.** A rank's calling
+//! thread talks to the others while its pool computes. Open MPI moves a
+//! non-blocking message or collective only while the rank is inside an MPI
+//! call, and its blocking calls poll a core, so every wait here is a
+//! non-blocking call tested at once and again for 100 µs (a partner that
+//! is there answers within microseconds: a run of a few items costs tens
+//! of microseconds per rank, not milliseconds), then between sleeps that
+//! grow to 2 ms (a rank that waits for long costs next to no CPU, so one
+//! worker per core keeps its core). Bulk data (block results, the answer)
+//! moves only once the ranks it concerns are known to be there, tested
+//! without pause, so it moves as fast as the copies go. The run's private
+//! duplicate of `comm` is made by its first run and kept on `comm` (an MPI
+//! attribute, freed with it).
 //!
 //! **Failures.** A panic on any rank is [`Error::Panicked`] on every rank,
 //! naming the item; ranks other than the one that panicked get the message
 //! as the payload. A panic in `merge` fails the run (which failure is
 //! reported, when there are several, can depend on the rank that ran the
-//! `merge`); so does a panic in rank 0's progress sink or logger. An invalid
-//! config on any rank is an error on every rank ([`ConfigError::OnRank`] on
-//! the others).
+//! `merge`); so does a panic in rank 0's progress sink, at any point, and
+//! in the logger of rank 0 of the logging communicator as it prints other
+//! ranks' records. An invalid config on any rank is an error on every rank
+//! ([`ConfigError::OnRank`] on the others). Every rank ends every run with
+//! the same outcome: before returning, the ranks agree, so a failure that
+//! only one rank sees (its `Deserialize` refuses the answer, its logger
+//! panics) is every rank's [`Error::Panicked`], without an item, with the
+//! same message (naming that rank).
 //!
 //! **Accumulators** travel encoded with postcard, which cannot read what
 //! needs a self-describing format (`#[serde(untagged)]`, `flatten`,
@@ -67,11 +82,40 @@
 //! `Error::Panicked` saying it could not be decoded. One message carries at
 //! most 2 GiB.
 //!
+//! **What every rank must keep the same.** [`par_map_reduce`] is a
+//! collective call, like MPI's own: every rank of `comm` calls it, in the
+//! same order as its other collective calls on `comm`, with
+//! - the same items (the same number of them, and the same item at each
+//!   index: only indices travel, each rank reads its blocks from its own
+//!   `items`),
+//! - the same job (the same type, and the same behaviour: blocks run on
+//!   whichever rank asked, their results are joined on rank 0),
+//! - the same accumulator type, from the same build of the program.
+//!
+//! The crate checks what it can: ranks that differ in the number of items,
+//! the job's type or the item or accumulator type all get
+//! [`ConfigError::RanksDisagree`] (a fingerprint of the types and the
+//! count is compared as the run starts). What it cannot see (the same type
+//! over other data, a job whose `compute` depends on the rank, a `ctx`
+//! that differs) gives an answer that is a mix of the ranks' views, the
+//! same on every rank. A rank that does not call at all, or calls another
+//! collective instead, leaves the others waiting for it forever: that is
+//! MPI's nature (no rank can tell a late rank from an absent one), not
+//! something a library can detect. The advice that avoids it: make the
+//! call unconditionally, on every rank, outside any `if rank == ...`; keep
+//! what differs between ranks in `ctx`, and branch on the result, after
+//! the call; a rank that fails before the call should still make it (an
+//! error in its config is then every rank's error) or abort the whole job
+//! (`MPI_Abort`, or `panic` with `mpirun` killing the rest).
+//!
 //! **Progress and logs.** Rank 0 alone draws the bar, counting every rank's
 //! items. Under `mpirun` its stderr is a pipe, so the bar needs
 //! `MAPREDUCE_PROGRESS=always` (or
-//! [`Config::with_progress_bars_always`](crate::Config::with_progress_bars_always)). With [`init_logging`] on every rank, the other ranks' records are
-//! printed by rank 0, with their rank and thread in the line.
+//! [`Config::with_progress_bars_always`](crate::Config::with_progress_bars_always)).
+//! With [`init_logging`] on every rank, the other ranks' records are
+//! printed by rank 0 of that communicator, with the sender's rank in it and
+//! its thread in the line, whatever communicator the runs use; records
+//! logged after a rank's last run are printed by [`flush_logs`].
 //!
 //! **Requirements.** MPI must be initialized with at least
 //! `Threading::Funneled` (only the calling thread talks MPI), and
@@ -107,7 +151,7 @@ use link::Link;
 #[cfg(feature = "durable")]
 pub use durable::par_map_reduce_durable;
 use node::Node;
-use wire::{WireOutcome, WirePanic};
+use wire::{WireOutcome, WirePanic, WireSetup};
 
 /// Run `job` over `items` on every rank of `comm`, each rank using its own
 /// pool under the current [`Config`]; every rank returns the same answer,
@@ -115,12 +159,13 @@ use wire::{WireOutcome, WirePanic};
 /// mode. A `Break` on any rank stops every rank promptly. See the
 /// [module docs](self) for how a run goes.
 ///
-/// Collective: every rank of `comm` must call it, with the same number of
-/// items and the same job (the same job, item and accumulator types, from
-/// the same build); ranks that do not get
-/// [`ConfigError::RanksDisagree`], every
-/// one of them. A rank that skips the call leaves the others waiting, as
-/// any MPI collective does: call it on every rank, or on none.
+/// Collective: every rank of `comm` must call it, with the same items and
+/// the same job (the same job, item and accumulator types, from the same
+/// build); ranks that differ in the number of items or in these types get
+/// [`ConfigError::RanksDisagree`], every one of them (see "What every rank
+/// must keep the same" in the [module docs](self)). A rank that skips the
+/// call leaves the others waiting, as any MPI collective does: call it on
+/// every rank, or on none.
 ///
 /// ```no_run
 /// use mapreduce::{jobs, mpi};
@@ -182,16 +227,35 @@ where
     let Durability { mut prefix, path } = durability;
     let items = items.into_par_iter();
     let len = items.len();
-    let link = Link::new(comm);
+    let rank = comm.rank();
     let config = Config::current();
-    let workers = prepare(&config);
+    // A logger that panics (in `prepare`'s notes) is a failure to run.
+    let workers = crate::error::catch_panic(|| prepare(&config)).and_then(|workers| workers);
+    // Rank 0's config rules the mode, the display and the leaf size (from
+    // the length, the same everywhere: the tree must agree).
+    let leaf_size = crate::engine::tree::leaf_size(len, config.leaf_size()) as u64;
+    let flags = u64::from(Monitor::wanted(&config)) | u64::from(config.deterministic()) << 1;
+    // A durable run resumes after rank 0's saved prefix: its first leaf.
+    let resumed = reborrow(&mut prefix).map(|prefix| prefix.start());
+    let from = resumed.as_ref().map_or(0, |(done, _)| done.leaves);
+    let (leaf_size, flags, from) = if rank == 0 {
+        (leaf_size, flags, from)
+    } else {
+        (u64::MAX, u64::MAX, u64::MAX)
+    };
     // Agree that every rank can run, on the number of items, and on the
     // job: its type, its items' and its accumulator's (an SPMD slip that
     // passed one rank `jobs::sum` and another `jobs::collect` would decode
-    // one accumulator as the other).
-    let failed = if workers.is_err() { link.rank as u64 } else { u64::MAX };
+    // one accumulator as the other); and hear rank 0's settings. The first
+    // collective of the run, on the caller's communicator: it waits for
+    // every rank without a busy core.
+    let failed = if workers.is_err() { rank as u64 } else { u64::MAX };
     let kind = fingerprint::<I::Item, J, C>();
-    let agreed = link.all_min(&[failed, len as u64, !(len as u64), kind, !kind]);
+    let agreed = link::all_min(
+        comm,
+        &[failed, len as u64, !(len as u64), kind, !kind, leaf_size, flags, from],
+    );
+    let link = Link::new(comm);
     if agreed[0] != u64::MAX {
         return Err(setup_failure(&link, agreed[0] as i32, workers));
     }
@@ -204,10 +268,12 @@ where
         return Err(disagree("the job, item or accumulator types".to_owned()));
     }
     let workers = workers?;
-    // Rank 0's config rules the mode and the display; a panic in its sink
-    // (user code) fails the run on every rank rather than stranding them.
-    let (mut monitor, watch_failure) = match link.rank {
-        0 => match crate::engine::description_of(&job) {
+    let (leaf_size, watched, deterministic) = (agreed[5], agreed[6] & 1 == 1, agreed[6] & 2 == 2);
+    let from = agreed[7] as usize;
+    // A panic in rank 0's sink (user code) fails the run on every rank
+    // rather than stranding them.
+    let (mut monitor, watch_failure) = match (link.rank, watched) {
+        (0, true) => match crate::engine::description_of(&job) {
             Ok(description) => {
                 let mut monitor = Monitor::for_run(&config, &description, Some(len));
                 let failure = monitor.as_mut().and_then(Monitor::take_failure);
@@ -218,27 +284,20 @@ where
         },
         _ => (None, None),
     };
-    // Rank 0's leaf size (automatic: from the length, the same everywhere)
-    // goes to every rank with the other settings: the tree must agree.
-    let leaf_size = crate::engine::tree::leaf_size(len, config.leaf_size()) as u64;
-    // A durable run resumes after rank 0's saved prefix.
-    let resumed = reborrow(&mut prefix).map(|prefix| prefix.start());
-    let from = resumed.as_ref().map_or(0, |(done, _)| done.leaves);
-    let mut settings = vec![u8::from(monitor.is_some()), u8::from(config.deterministic())];
-    settings.extend(leaf_size.to_le_bytes());
-    settings.extend(from.to_le_bytes());
-    let settings = link.broadcast(0, settings);
-    let (watched, deterministic) = (settings[0] == 1, settings[1] == 1);
-    let leaf_size = u64::from_le_bytes(settings[2..10].try_into().expect("8 bytes of leaf size"));
-    let from = u64::from_le_bytes(settings[10..18].try_into().expect("8 bytes of the first leaf")) as usize;
     let leaves = Leaves::new(len, leaf_size as usize);
     let config = config.with_deterministic(deterministic).with_leaf_size(leaves.size);
-    log::debug!(
-        "mpi run {:?}: rank {} of {}, {workers} worker(s), {len} items",
-        crate::engine::description_of(&job).unwrap_or_default(),
-        link.rank,
-        link.size
-    );
+    // The application's logger may panic: on any rank, that fails the run
+    // on every rank, when it ends.
+    let log_failure = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        log::debug!(
+            "mpi run {:?}: rank {} of {}, {workers} worker(s), {len} items",
+            crate::engine::description_of(&job).unwrap_or_default(),
+            link.rank,
+            link.size
+        );
+    }))
+    .err()
+    .map(|payload| Panic::new(None, payload));
     let tally = Tally::new();
     if let Some((done, _)) = &resumed {
         tally.add(done.items);
@@ -281,25 +340,62 @@ where
             .conclude(ended.map(engine::into_value))
             .map(ControlFlow::Continue);
     }
-    share_outcome(&link, outcome, path)
+    share_outcome(&link, outcome, log_failure, path)
 }
 
-/// Rank 0: [`init_logging`](crate::init_logging). Other ranks: records
-/// logged there (that pass `RUST_LOG`, default `warn`) are captured, carried
-/// to rank 0 by the next run and printed by rank 0's logger with `rank N`
-/// and the thread in the line (PyPhi's LogThread, across machines); those
-/// ranks print none themselves. Records wait for a run to carry them (at
-/// most 10,000; older ones are dropped and counted). Call it once, on every
-/// rank, before the first run; a logger installed earlier is left alone.
+/// Rank 0 of `comm`: [`init_logging`](crate::init_logging). Other ranks:
+/// records logged there (that pass `RUST_LOG`, default `warn`) are
+/// captured and sent to rank 0 of `comm`, which prints them with its logger,
+/// with `rank N` (the sender's rank in `comm`) and the thread in the line
+/// (PyPhi's LogThread, across machines); those ranks print none themselves.
+///
+/// Records travel over a private duplicate of `comm`, whatever
+/// communicator the runs use (`comm` itself, a `split_by_color` of it,
+/// `self_comm()`): a rank sends what waits at every turn of its runs'
+/// loops; rank 0 prints what arrived while it coordinates a run and as each
+/// of its runs ends. Records logged after a rank's last run are printed by
+/// [`flush_logs`], which every rank calls at the end (or whenever all
+/// should be printed); without it, records still waiting when MPI
+/// finalizes are printed by their own rank on its stderr, with a line that
+/// says so. What waits on a rank is bounded: 4 MiB of text (a record's
+/// text is cut at 2 KiB); beyond that the oldest records are dropped, and
+/// rank 0 prints how many in one line.
+///
+/// Collective: call it once, on every rank of `comm`, before the first run
+/// (later calls change nothing); a logger installed earlier is left alone.
 ///
 /// ```no_run
 /// let universe = ::mpi::initialize_with_threading(::mpi::Threading::Funneled).unwrap().0;
 /// let world = universe.world();
 /// mapreduce::mpi::init_logging(&world);
 /// log::warn!("rank 0 prints this line, whichever rank logged it");
+/// mapreduce::mpi::flush_logs(&world).unwrap();
 /// ```
 pub fn init_logging<Comm: Communicator>(comm: &Comm) {
-    logs::install(comm.rank());
+    logs::install(comm);
+}
+
+/// Print every record logged so far on any rank of the communicator given
+/// to [`init_logging`]: each rank sends what waits, rank 0 prints all of it
+/// before any rank returns. Call it at the end of the program (records
+/// logged after a rank's last run wait for it), on every rank of that
+/// communicator (`comm`): it is collective. Without `init_logging`, it does
+/// nothing.
+///
+/// A panic in rank 0's logger (the application's) is returned as
+/// [`Error::Panicked`] on every rank.
+///
+/// ```no_run
+/// let universe = ::mpi::initialize_with_threading(::mpi::Threading::Funneled).unwrap().0;
+/// let world = universe.world();
+/// mapreduce::mpi::init_logging(&world);
+/// // ... runs ...
+/// log::info!("done here");
+/// mapreduce::mpi::flush_logs(&world).unwrap();
+/// ```
+pub fn flush_logs<Comm: Communicator>(comm: &Comm) -> Result<(), Error> {
+    let _ = comm;
+    logs::flush()
 }
 
 /// A hash of the job's type, its items' and its accumulator's, the same on
@@ -326,30 +422,33 @@ fn prepare(config: &Config) -> Result<usize, Error> {
 
 /// Rank `failed` (the first that could not run) tells every rank why; each
 /// rank returns its own error if it has one, else that rank's.
-fn setup_failure(link: &Link, failed: i32, own: Result<usize, Error>) -> Error {
-    let (is_config, reason) = match &own {
-        Err(Error::Config(err)) => (true, err.to_string()),
-        Err(Error::ThreadPool(reason)) => (false, reason.clone()),
-        Err(other) => (false, other.to_string()),
-        Ok(_) => (false, String::new()),
+fn setup_failure(link: &Link<'_>, failed: i32, own: Result<usize, Error>) -> Error {
+    let told = match &own {
+        Err(Error::Config(err)) => WireSetup::Config(err.to_string()),
+        Err(Error::ThreadPool(reason)) => WireSetup::ThreadPool(reason.clone()),
+        Err(other) => WireSetup::Panicked(WirePanic::of_error(other)),
+        Ok(_) => WireSetup::Panicked(WirePanic::without_item(String::new())),
     };
-    let told = link.broadcast(failed, wire::encode(&(is_config, reason)));
+    let told = link.broadcast(failed, wire::encode(&told));
     if let Err(err) = own {
         return err;
     }
-    let (is_config, reason): (bool, String) = wire::decode(&told, failed);
-    if is_config {
-        Error::Config(ConfigError::OnRank { rank: failed, reason })
-    } else {
-        Error::ThreadPool(format!("on rank {failed}: {reason}"))
+    match wire::decode(&told, failed) {
+        WireSetup::Config(reason) => Error::Config(ConfigError::OnRank { rank: failed, reason }),
+        WireSetup::ThreadPool(reason) => Error::ThreadPool(format!("on rank {failed}: {reason}")),
+        WireSetup::Panicked(panic) => panic.into_panic().into(),
     }
 }
 
-/// Rank 0 broadcasts the answer; every rank returns it. A durable run's
-/// stop comes back with the checkpoint's path, `path`.
+/// Rank 0 broadcasts the answer; every rank returns it, unless a rank
+/// could not decode it or had another failure of user code (`own`; or
+/// rank 0 of the logging communicator, whose logger may panic as it prints
+/// the records that arrived): then every rank returns the failure of the
+/// lowest such rank.
 fn share_outcome<A>(
-    link: &Link,
+    link: &Link<'_>,
     outcome: Option<Result<ControlFlow<A, A>, Error>>,
+    own: Option<Panic>,
     path: Option<std::path::PathBuf>,
 ) -> Result<A, Error>
 where
@@ -358,37 +457,63 @@ where
     // An answer that cannot travel fails like a panic in user code (its
     // `Serialize` or `Deserialize`), without an item.
     let unencodable = |reason| Error::from(WirePanic::without_item(reason).into_panic());
-    let Some(outcome) = outcome else {
-        let told = link.broadcast(0, Vec::new());
-        return match wire::decode(&told, 0) {
-            WireOutcome::Value(bytes) => wire::decode_acc(&bytes).map_err(unencodable),
-            WireOutcome::Panicked(panic) => Err(panic.into_panic().into()),
-            WireOutcome::Cancelled => Err(Error::Cancelled),
-            WireOutcome::Stopped { done } => Err(Error::Stopped { done, checkpoint: path }),
+    let mut own = own.map(|panic| crate::error::panic_message(panic.payload.as_ref()));
+    // What rank 0 broadcast, the same on every rank (`None`: it does not
+    // decode here).
+    let shared = match outcome {
+        None => match wire::decode(&link.broadcast(0, Vec::new()), 0) {
+            WireOutcome::Value(bytes) => match wire::decode_acc(&bytes) {
+                Ok(acc) => Some(Ok(acc)),
+                Err(reason) => {
+                    own = own.or(Some(format!("on rank {}: {reason}", link.rank)));
+                    None
+                }
+            },
+            WireOutcome::Panicked(panic) => Some(Err(panic.into_panic().into())),
+            WireOutcome::Cancelled => Some(Err(Error::Cancelled)),
+            // A durable run's stop: `checkpoint` is this rank's path.
+            WireOutcome::Stopped { done } => Some(Err(Error::Stopped { done, checkpoint: path })),
             #[cfg(feature = "durable")]
-            WireOutcome::Checkpoint(reason) => Err(Error::Checkpoint(crate::durable::CheckpointError::on_rank_0(
-                path.as_deref().unwrap_or(std::path::Path::new("")),
-                reason,
+            WireOutcome::Checkpoint(reason) => Some(Err(Error::Checkpoint(
+                crate::durable::CheckpointError::on_rank_0(path.as_deref().unwrap_or(std::path::Path::new("")), reason),
             ))),
-        };
-    };
-    let (told, outcome) = match outcome.map(engine::into_value) {
-        // The other ranks must be able to decode what they are told.
-        Ok(acc) => match wire::encode_acc(&acc).and_then(|bytes| wire::decode_acc::<A>(&bytes).map(|_| bytes)) {
-            Ok(bytes) => (WireOutcome::Value(bytes), Ok(acc)),
-            Err(reason) => (
-                WireOutcome::Panicked(WirePanic::without_item(reason.clone())),
-                Err(unencodable(reason)),
-            ),
         },
-        Err(Error::Cancelled) => (WireOutcome::Cancelled, Err(Error::Cancelled)),
-        Err(Error::Stopped { done, checkpoint }) => {
-            (WireOutcome::Stopped { done }, Err(Error::Stopped { done, checkpoint }))
+        Some(outcome) => {
+            let (told, shared) = match outcome.map(engine::into_value) {
+                // Alone, rank 0 checks that the answer decodes, as the
+                // others would (with others, their decoding is the check).
+                Ok(acc) => match wire::encode_acc(&acc).and_then(|bytes| {
+                    if link.size == 1 {
+                        wire::decode_acc::<A>(&bytes)?;
+                    }
+                    Ok(bytes)
+                }) {
+                    Ok(bytes) => (WireOutcome::Value(bytes), Ok(acc)),
+                    Err(reason) => (
+                        WireOutcome::Panicked(WirePanic::without_item(reason.clone())),
+                        Err(unencodable(reason)),
+                    ),
+                },
+                Err(Error::Cancelled) => (WireOutcome::Cancelled, Err(Error::Cancelled)),
+                Err(Error::Stopped { done, checkpoint }) => {
+                    (WireOutcome::Stopped { done }, Err(Error::Stopped { done, checkpoint }))
+                }
+                #[cfg(feature = "durable")]
+                Err(Error::Checkpoint(err)) => (WireOutcome::Checkpoint(err.to_string()), Err(Error::Checkpoint(err))),
+                Err(err) => (WireOutcome::Panicked(WirePanic::of_error(&err)), Err(err)),
+            };
+            // Every other rank has said `Finished` and is on its way here.
+            link.broadcast(0, wire::encode(&told));
+            Some(shared)
         }
-        #[cfg(feature = "durable")]
-        Err(Error::Checkpoint(err)) => (WireOutcome::Checkpoint(err.to_string()), Err(Error::Checkpoint(err))),
-        Err(err) => (WireOutcome::Panicked(WirePanic::of_error(&err)), Err(err)),
     };
-    link.broadcast(0, wire::encode(&told));
-    outcome
+    let printed = logs::print_arrived().map(|panic| crate::error::panic_message(panic.payload.as_ref()));
+    let agreed = link.agree_on_failure(own.or(printed));
+    match (shared, agreed) {
+        // A failure rank 0 told every rank stays the run's failure.
+        (Some(Err(err)), _) => Err(err),
+        (Some(Ok(acc)), None) => Ok(acc),
+        (_, Some((_, message))) => Err(unencodable(message)),
+        (None, None) => unreachable!("a rank that could not decode the answer says so"),
+    }
 }

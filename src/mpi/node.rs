@@ -28,7 +28,7 @@ use crate::cancel::FIRST_POSITION;
 use crate::engine::prefix::{reborrow, Prefix};
 use crate::engine::tree::{Event, Node as TreeNode, Stack};
 use crate::engine::{evaluate, Leaves, Run};
-use crate::error::{Error, Panic};
+use crate::error::Error;
 use crate::job::MapReduce;
 use crate::pool;
 use crate::progress::{Monitor, Tally};
@@ -39,7 +39,7 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 /// What one rank brings to the run.
 pub(crate) struct Node<'r, 'a, T, J: MapReduce<T, C>, C: ?Sized> {
     pub(crate) run: &'r Run<'a, T, J, C>,
-    pub(crate) link: &'r Link,
+    pub(crate) link: &'r Link<'r>,
     /// The input's leaves, with the leaf size every rank agreed on.
     pub(crate) leaves: Leaves,
     pub(crate) workers: usize,
@@ -157,13 +157,6 @@ where
                             tally.add(items);
                         }
                     }
-                    Up::Logs(records) => {
-                        // The logger is the application's: its panic fails
-                        // the run, it does not strand the other ranks.
-                        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| logs::replay(from, records))) {
-                            run.fail(Panic::new(None, payload));
-                        }
-                    }
                     Up::Finished => stopped_ranks[from as usize] = true,
                     // After the answer is known, requests and results no
                     // longer matter.
@@ -194,7 +187,6 @@ where
                     if let (true, Some(prefix)) = (run.state.is_stopped(), reborrow(&mut prefix)) {
                         coordinator.keep(prefix);
                     }
-                    log::debug!("mpi run: answer known, stopping every rank");
                     for rank in 1..link.size {
                         link.send(rank, &Down::Stop);
                     }
@@ -202,6 +194,13 @@ where
                     run.state.lower_horizon(0);
                     blocks.queue.clear();
                 }
+            }
+            // Other ranks' log records, printed here if this is rank 0 of
+            // the logging communicator (else this rank's are sent). Its
+            // logger is the application's: a panic there fails the run, it
+            // does not strand the others.
+            if let Some(panic) = logs::print_arrived() {
+                run.fail(panic);
             }
             if let (Some(monitor), Some(tally)) = (self.monitor.as_mut(), self.tally) {
                 monitor.tick(tally);
@@ -217,7 +216,7 @@ where
             if busy {
                 backoff.reset();
             } else {
-                blocks.wait(backoff.next_wait());
+                blocks.wait(&mut backoff);
             }
         }
     }
@@ -322,10 +321,7 @@ where
                     last_count = Instant::now();
                 }
             }
-            let records = logs::take();
-            if !records.is_empty() {
-                link.send(0, &Up::Logs(records));
-            }
+            logs::pump();
             if done {
                 link.send(0, &Up::Finished);
                 return;
@@ -333,7 +329,7 @@ where
             if busy {
                 backoff.reset();
             } else {
-                blocks.wait(backoff.next_wait());
+                blocks.wait(&mut backoff);
             }
         }
     }
@@ -411,14 +407,16 @@ impl<P: Producer, A: Send> Blocks<P, A> {
         finished
     }
 
-    /// Nothing to do: wait up to `pause` for the running block to finish,
-    /// or pause before looking for messages again.
-    fn wait(&mut self, pause: Duration) {
+    /// Nothing to do: wait as `backoff` says before looking for messages
+    /// again. While a block runs, the wait ends as soon as it finishes,
+    /// and never looks again at once: that would take a core from this
+    /// rank's own workers.
+    fn wait(&mut self, backoff: &mut Backoff) {
         if !self.running || self.ready.is_some() {
-            std::thread::sleep(pause);
+            backoff.pause();
             return;
         }
-        match self.receiver.recv_timeout(pause) {
+        match self.receiver.recv_timeout(backoff.next_sleep()) {
             Ok(finished) => self.ready = Some(finished),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => unreachable!("this side holds a sender"),

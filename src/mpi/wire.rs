@@ -23,8 +23,6 @@ pub(crate) enum Up {
     Event { horizon: u64 },
     /// I have done `items` more items.
     Progress { items: u64 },
-    /// Records logged here, for rank 0 to print.
-    Logs(Vec<WireRecord>),
     /// I have stopped: my last message of this run.
     Finished,
     /// Someone stopped the run here (a stop handle, a signal): stop it
@@ -129,6 +127,14 @@ pub(crate) enum WireOutcome {
     Checkpoint(String),
 }
 
+/// Why a rank could not start a run, told to every rank.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) enum WireSetup {
+    Config(String),
+    ThreadPool(String),
+    Panicked(WirePanic),
+}
+
 /// A log record from another rank.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct WireRecord {
@@ -141,6 +147,17 @@ pub(crate) struct WireRecord {
     /// The name of the thread that logged it.
     pub(crate) thread: String,
     pub(crate) message: String,
+}
+
+/// Records from a rank to rank 0 of the logging communicator (see
+/// [`super::logs`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct WireLogs {
+    pub(crate) records: Vec<WireRecord>,
+    /// Records the sender dropped (its buffer was full) before these.
+    pub(crate) dropped: u64,
+    /// The sender's last batch of a `flush_logs`.
+    pub(crate) last: bool,
 }
 
 /// Encode a message; the protocol's own messages always encode.

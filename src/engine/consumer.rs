@@ -12,14 +12,14 @@ use std::cell::Cell;
 use std::marker::PhantomData;
 use std::ops::ControlFlow::{Break, Continue};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
 
 use rayon::iter::plumbing::{Consumer, Folder, Reducer, UnindexedConsumer};
 
 use super::run::{Part, Piece, Run};
 use crate::cancel::{Shortcircuit, FIRST_POSITION};
 use crate::job::MapReduce;
-use crate::progress::Publisher;
+use crate::progress::Tally;
+use crate::sync::{AtomicUsize, Ordering};
 
 pub(crate) struct MapReduceConsumer<'r, 'a, T, J: MapReduce<T, C>, C: ?Sized> {
     run: &'r Run<'a, T, J, C>,
@@ -174,79 +174,136 @@ impl<'r, 'a, T, J: MapReduce<T, C>, C: ?Sized> MapReduceFolder<'r, 'a, T, J, C> 
     }
 }
 
-/// The per-item loop: one relaxed load and the user's two calls, their
-/// panics caught per item (which costs nothing unless one happens), so the
-/// count of folded items stays in a register. Returns the count and how the
-/// fold stopped. A panic in `compute` leaves the accumulator whole, and it
-/// goes with the panic (see [`Part::Failed`]).
-#[inline(never)]
-fn fold<T, J, C, I>(
-    job: &J,
-    ctx: &C,
-    state: &Shortcircuit,
+/// What the per-item loop checks before each item: one relaxed load of a
+/// word whose address it holds in a register, compared with a value it
+/// also holds there.
+trait Gate {
+    /// Whether the loop may go on to the next item, `folded` items in.
+    fn open(&mut self, folded: usize) -> bool;
+}
+
+/// An unwatched task's gate: closed once the horizon falls below the
+/// task's position (it is cancelled).
+struct Horizon<'s> {
+    horizon: &'s AtomicUsize,
     position: usize,
-    mut acc: J::Acc,
-    items: I,
-) -> (usize, Step<J::Acc>)
+}
+
+impl Gate for Horizon<'_> {
+    #[inline(always)]
+    fn open(&mut self, _folded: usize) -> bool {
+        self.horizon.load(Ordering::Relaxed) >= self.position
+    }
+}
+
+/// A watched task's gate: checks the run's pulse, and when it is no longer
+/// the one it saw (the watcher wants counts, or the horizon moved) publishes
+/// what the task folded since it last did and looks at the horizon.
+struct Pulse<'s> {
+    pulse: &'s AtomicUsize,
+    seen: usize,
+    state: &'s Shortcircuit,
+    position: usize,
+    tally: &'s Tally,
+    published: usize,
+}
+
+impl<'s> Pulse<'s> {
+    /// A gate that is closed at first: before its first item, the task
+    /// looks at the horizon, as an unwatched one does.
+    fn new(state: &'s Shortcircuit, position: usize, tally: &'s Tally) -> Self {
+        let pulse = state.pulse();
+        Pulse {
+            pulse,
+            seen: pulse.load(Ordering::Relaxed).wrapping_sub(1),
+            state,
+            position,
+            tally,
+            published: 0,
+        }
+    }
+
+    /// Publish the items folded since the last publication.
+    fn publish(&mut self, folded: usize) {
+        if folded > self.published {
+            self.tally.add((folded - self.published) as u64);
+            self.published = folded;
+        }
+    }
+
+    /// The pulse moved: publish, and go on unless the task is cancelled.
+    /// `Acquire`: a move of the horizon that bumped the pulse before this
+    /// load is seen by the look at the horizon after it; any later one
+    /// moves the pulse again.
+    #[cold]
+    #[inline(never)]
+    fn moved(&mut self, folded: usize) -> bool {
+        self.publish(folded);
+        self.seen = self.pulse.load(Ordering::Acquire);
+        !self.state.is_past(self.position)
+    }
+}
+
+impl Gate for Pulse<'_> {
+    #[inline(always)]
+    fn open(&mut self, folded: usize) -> bool {
+        self.pulse.load(Ordering::Relaxed) == self.seen || self.moved(folded)
+    }
+}
+
+/// The per-item loop: one relaxed load (the gate) and the user's two calls,
+/// their panics caught per item (which costs nothing unless one happens),
+/// so the count of folded items stays in a register. Returns the count,
+/// how the fold stopped, and the gate. A panic in `compute` leaves the
+/// accumulator whole, and it goes with the panic (see [`Part::Failed`]).
+#[inline(never)]
+fn fold<T, J, C, I, G>(job: &J, ctx: &C, mut gate: G, mut acc: J::Acc, items: I) -> (usize, Step<J::Acc>, G)
 where
     J: MapReduce<T, C>,
     C: ?Sized,
     I: IntoIterator<Item = T>,
+    G: Gate,
 {
     let mut folded = 0usize;
-    let horizon = state.horizon();
     for item in items {
-        if horizon.load(Ordering::Relaxed) < position {
-            return (folded, Step::Cancelled);
+        if !gate.open(folded) {
+            return (folded, Step::Cancelled, gate);
         }
         let output = match catch_unwind(AssertUnwindSafe(|| job.compute(item, ctx))) {
             Ok(output) => output,
-            Err(payload) => return (folded, Step::Panicked(payload, Some(acc))),
+            Err(payload) => return (folded, Step::Panicked(payload, Some(acc)), gate),
         };
         match catch_unwind(AssertUnwindSafe(|| job.process_result(output, acc))) {
             Ok(Continue(next)) => acc = next,
-            Ok(Break(last)) => return (folded + 1, Step::Broke(last)),
-            Err(payload) => return (folded, Step::Panicked(payload, None)),
+            Ok(Break(last)) => return (folded + 1, Step::Broke(last), gate),
+            Err(payload) => return (folded, Step::Panicked(payload, None), gate),
         }
         folded += 1;
     }
-    (folded, Step::Done(acc))
+    (folded, Step::Done(acc), gate)
 }
 
-/// [`fold`] for a watched run: the same loop over runs of items, publishing
-/// progress between them, so the per-item loop stays the same.
+/// [`fold`] for a watched task: the same loop, gated by the run's pulse in
+/// place of the horizon, so that it costs what an unwatched one does. The
+/// task publishes its count when the pulse moves and when it ends.
 fn fold_watched<T, J, C, I>(
     job: &J,
     ctx: &C,
     state: &Shortcircuit,
     position: usize,
-    mut acc: J::Acc,
+    acc: J::Acc,
     items: I,
-    progress: &mut Publisher<'_>,
+    tally: &Tally,
 ) -> (usize, Step<J::Acc>)
 where
     J: MapReduce<T, C>,
     C: ?Sized,
     I: IntoIterator<Item = T>,
 {
-    let mut items = items.into_iter();
-    let mut folded = 0;
-    loop {
-        let Some(run_length) = progress.next_run(items.size_hint().1) else {
-            // Fast items: the rest of the stretch in one go.
-            let (n, step) = fold(job, ctx, state, position, acc, items);
-            return (folded + n, step);
-        };
-        let (n, step) = fold(job, ctx, state, position, acc, items.by_ref().take(run_length));
-        folded += n;
-        match step {
-            Step::Done(next) if n == run_length => {
-                progress.publish(folded);
-                acc = next;
-            }
-            step => return (folded, step),
-        }
-    }
+    let pulse = Pulse::new(state, position, tally);
+    let (folded, step, mut pulse) = fold(job, ctx, pulse, acc, items);
+    pulse.publish(folded);
+    (folded, step)
 }
 
 /// How a fold over some items stopped.
@@ -282,36 +339,37 @@ where
         };
         let (run, position) = (self.run, self.position);
         let (job, ctx, state) = (run.job, run.ctx, &*run.state);
-        let mut publisher = Publisher::new(run.tally);
-        let progress = &mut publisher;
         // Unwatched and watched runs get separate copies of the loop, so
         // that the watched one's bookkeeping cannot slow the other down.
-        let outcome = if progress.is_watching() {
-            run.guarded(position, move || {
-                fold_watched(job, ctx, state, position, acc, items, progress)
-            })
-        } else {
-            run.guarded(position, move || fold(job, ctx, state, position, acc, items))
+        let outcome = match run.tally {
+            Some(tally) => run.guarded(position, move || {
+                fold_watched(job, ctx, state, position, acc, items, tally)
+            }),
+            None => run.guarded(position, move || {
+                let horizon = Horizon {
+                    horizon: state.horizon(),
+                    position,
+                };
+                let (folded, step, _) = fold(job, ctx, horizon, acc, items);
+                (folded, step)
+            }),
         };
         let next_index = self.next_index;
         let at = |folded: usize| next_index.map(|next| next + folded);
         self.part = match outcome {
-            Ok((folded, step)) => {
-                publisher.flush(folded);
-                match step {
-                    Step::Done(acc) => {
-                        self.next_index = at(folded);
-                        Part::Done(acc)
-                    }
-                    Step::Broke(acc) => {
-                        state.record_event(position);
-                        log::trace!("Break at item {:?} (task position {position})", at(folded - 1));
-                        Part::Broke(acc)
-                    }
-                    Step::Cancelled => Part::Skipped,
-                    Step::Panicked(payload, prefix) => run.settle_panic(position, at(folded), payload, prefix),
+            Ok((folded, step)) => match step {
+                Step::Done(acc) => {
+                    self.next_index = at(folded);
+                    Part::Done(acc)
                 }
-            }
+                Step::Broke(acc) => {
+                    state.record_event(position);
+                    log::trace!("Break at item {:?} (task position {position})", at(folded - 1));
+                    Part::Broke(acc)
+                }
+                Step::Cancelled => Part::Skipped,
+                Step::Panicked(payload, prefix) => run.settle_panic(position, at(folded), payload, prefix),
+            },
             // The input's own adaptors panicked (a `map` before `map_reduce`,
             // say): which item they were producing is not known.
             Err(payload) => run.settle_panic(position, None, payload, None),

@@ -123,6 +123,13 @@ impl Monitor {
             nested::draw_children(now);
         }
         self.tell_sink(|sink| sink.update(done));
+        // Fresh counts for the next refresh, asked of the tasks only when
+        // someone will look: a run whose bar is not due yet and that no
+        // sink watches goes on exactly as an unwatched one.
+        let bar_due = self.draw_bar && now + REFRESH - self.started >= BAR_DELAY;
+        if self.bar.is_some() || bar_due || self.sink.is_some() {
+            tally.refresh();
+        }
     }
 
     /// Keep the display live until `finished` is signalled, or until the

@@ -175,15 +175,24 @@ impl<'r, 'a, T, J: MapReduce<T, C>, C: ?Sized> MapReduceFolder<'r, 'a, T, J, C> 
 }
 
 /// What the per-item loop checks before each item: one relaxed load of a
-/// word whose address it holds in a register, compared with a value it
-/// also holds there.
+/// word, compared with a value; both are taken out of the gate into the
+/// loop's own variables, so they stay in registers.
 trait Gate {
-    /// Whether the loop may go on to the next item, `folded` items in.
-    fn open(&mut self, folded: usize) -> bool;
+    /// The word the loop loads before each item.
+    fn word(&self) -> &AtomicUsize;
+
+    /// The value the loop compares it with.
+    fn value(&self) -> usize;
+
+    /// Whether the loop may go on to the next item, the word being `word`.
+    fn admits(word: usize, value: usize) -> bool;
+
+    /// The gate closed with `folded` items done: whether to go on.
+    fn reopen(&mut self, folded: usize) -> bool;
 }
 
 /// An unwatched task's gate: closed once the horizon falls below the
-/// task's position (it is cancelled).
+/// task's position (it is cancelled), for good.
 struct Horizon<'s> {
     horizon: &'s AtomicUsize,
     position: usize,
@@ -191,14 +200,30 @@ struct Horizon<'s> {
 
 impl Gate for Horizon<'_> {
     #[inline(always)]
-    fn open(&mut self, _folded: usize) -> bool {
-        self.horizon.load(Ordering::Relaxed) >= self.position
+    fn word(&self) -> &AtomicUsize {
+        self.horizon
+    }
+
+    #[inline(always)]
+    fn value(&self) -> usize {
+        self.position
+    }
+
+    #[inline(always)]
+    fn admits(horizon: usize, position: usize) -> bool {
+        horizon >= position
+    }
+
+    #[inline(always)]
+    fn reopen(&mut self, _folded: usize) -> bool {
+        false
     }
 }
 
-/// A watched task's gate: checks the run's pulse, and when it is no longer
-/// the one it saw (the watcher wants counts, or the horizon moved) publishes
-/// what the task folded since it last did and looks at the horizon.
+/// A watched task's gate: closed once the run's pulse is no longer the one
+/// the task saw, because the watcher wants counts or the horizon moved.
+/// Then the task publishes what it folded since it last did and looks at
+/// the horizon, which opens the gate again unless the task is cancelled.
 struct Pulse<'s> {
     pulse: &'s AtomicUsize,
     seen: usize,
@@ -209,12 +234,12 @@ struct Pulse<'s> {
 }
 
 impl<'s> Pulse<'s> {
-    /// A gate that is closed at first: before its first item, the task
-    /// looks at the horizon, as an unwatched one does.
     fn new(state: &'s Shortcircuit, position: usize, tally: &'s Tally) -> Self {
         let pulse = state.pulse();
         Pulse {
             pulse,
+            // Closed at first: before its first item, the task looks at the
+            // horizon, as an unwatched one does.
             seen: pulse.load(Ordering::Relaxed).wrapping_sub(1),
             state,
             position,
@@ -230,31 +255,40 @@ impl<'s> Pulse<'s> {
             self.published = folded;
         }
     }
+}
 
-    /// The pulse moved: publish, and go on unless the task is cancelled.
+impl Gate for Pulse<'_> {
+    #[inline(always)]
+    fn word(&self) -> &AtomicUsize {
+        self.pulse
+    }
+
+    #[inline(always)]
+    fn value(&self) -> usize {
+        self.seen
+    }
+
+    #[inline(always)]
+    fn admits(pulse: usize, seen: usize) -> bool {
+        pulse == seen
+    }
+
     /// `Acquire`: a move of the horizon that bumped the pulse before this
-    /// load is seen by the look at the horizon after it; any later one
-    /// moves the pulse again.
+    /// load is seen by the look at the horizon after it; a later one moves
+    /// the pulse again.
     #[cold]
     #[inline(never)]
-    fn moved(&mut self, folded: usize) -> bool {
+    fn reopen(&mut self, folded: usize) -> bool {
         self.publish(folded);
         self.seen = self.pulse.load(Ordering::Acquire);
         !self.state.is_past(self.position)
     }
 }
 
-impl Gate for Pulse<'_> {
-    #[inline(always)]
-    fn open(&mut self, folded: usize) -> bool {
-        self.pulse.load(Ordering::Relaxed) == self.seen || self.moved(folded)
-    }
-}
-
 /// The per-item loop: one relaxed load (the gate) and the user's two calls,
 /// their panics caught per item (which costs nothing unless one happens),
 /// so the count of folded items stays in a register. Returns the count,
-/// how the fold stopped, and the gate. A panic in `compute` leaves the
+/// how the fold stopped and the gate. A panic in `compute` leaves the
 /// accumulator whole, and it goes with the panic (see [`Part::Failed`]).
 #[inline(never)]
 fn fold<T, J, C, I, G>(job: &J, ctx: &C, mut gate: G, mut acc: J::Acc, items: I) -> (usize, Step<J::Acc>, G)
@@ -264,23 +298,52 @@ where
     I: IntoIterator<Item = T>,
     G: Gate,
 {
+    let mut items = items.into_iter();
     let mut folded = 0usize;
-    for item in items {
-        if !gate.open(folded) {
+    loop {
+        // The loop proper: it leaves with the item the closed gate held up.
+        let (word, value) = (gate.word(), gate.value());
+        let held = loop {
+            let Some(item) = items.next() else {
+                return (folded, Step::Done(acc), gate);
+            };
+            if !G::admits(word.load(Ordering::Relaxed), value) {
+                break item;
+            }
+            match fold_one(job, ctx, item, acc) {
+                Ok(next) => acc = next,
+                Err((counted, step)) => return (folded + counted, step, gate),
+            }
+            folded += 1;
+        };
+        if !gate.reopen(folded) {
             return (folded, Step::Cancelled, gate);
         }
-        let output = match catch_unwind(AssertUnwindSafe(|| job.compute(item, ctx))) {
-            Ok(output) => output,
-            Err(payload) => return (folded, Step::Panicked(payload, Some(acc)), gate),
-        };
-        match catch_unwind(AssertUnwindSafe(|| job.process_result(output, acc))) {
-            Ok(Continue(next)) => acc = next,
-            Ok(Break(last)) => return (folded + 1, Step::Broke(last), gate),
-            Err(payload) => return (folded, Step::Panicked(payload, None), gate),
+        match fold_one(job, ctx, held, acc) {
+            Ok(next) => acc = next,
+            Err((counted, step)) => return (folded + counted, step, gate),
         }
         folded += 1;
     }
-    (folded, Step::Done(acc), gate)
+}
+
+/// One item of [`fold`]: the next accumulator, or how the fold ends and
+/// whether the item counts as folded (the one that broke does).
+#[inline(always)]
+fn fold_one<T, J, C>(job: &J, ctx: &C, item: T, acc: J::Acc) -> Result<J::Acc, (usize, Step<J::Acc>)>
+where
+    J: MapReduce<T, C>,
+    C: ?Sized,
+{
+    let output = match catch_unwind(AssertUnwindSafe(|| job.compute(item, ctx))) {
+        Ok(output) => output,
+        Err(payload) => return Err((0, Step::Panicked(payload, Some(acc)))),
+    };
+    match catch_unwind(AssertUnwindSafe(|| job.process_result(output, acc))) {
+        Ok(Continue(next)) => Ok(next),
+        Ok(Break(last)) => Err((1, Step::Broke(last))),
+        Err(payload) => Err((0, Step::Panicked(payload, None))),
+    }
 }
 
 /// [`fold`] for a watched task: the same loop, gated by the run's pulse in
@@ -300,8 +363,7 @@ where
     C: ?Sized,
     I: IntoIterator<Item = T>,
 {
-    let pulse = Pulse::new(state, position, tally);
-    let (folded, step, mut pulse) = fold(job, ctx, pulse, acc, items);
+    let (folded, step, mut pulse) = fold(job, ctx, Pulse::new(state, position, tally), acc, items);
     pulse.publish(folded);
     (folded, step)
 }

@@ -1,6 +1,7 @@
-//! Progress of top-level runs: counted by the workers in batches
-//! ([`tally`]), watched by the thread that started the run ([`Monitor`]),
-//! shown as a bar on a terminal ([`bar`]) and told to a [`ProgressSink`].
+//! Progress of top-level runs: counted by the workers, who publish when a
+//! task ends or when asked ([`tally`]), watched by the thread that started
+//! the run ([`Monitor`]), shown as a bar on a terminal ([`bar`]) and told to
+//! a [`ProgressSink`].
 //!
 //! The thread that starts a run has nothing else to do while it waits, so it
 //! is the one that draws: no extra thread, and the workers only add to a

@@ -72,7 +72,6 @@ where
         },
     );
     let state = Shortcircuit::new(deterministic, cancel::current_token());
-    let tally = Tally::new();
     let Some(mut monitor) = Monitor::for_run(&config, &description, total) else {
         let child = progress::child_for_run(&config, &description, total);
         let run = Run::new(job, ctx, config, state, child.as_ref().map(ChildGuard::tally));
@@ -87,6 +86,7 @@ where
         return outcome.map(into_value);
     };
     // Someone watches: the run goes to the pool, this thread draws.
+    let tally = Tally::new();
     let run = Run::new(job, ctx, config, state, Some(&tally));
     let finished = Finished::new();
     let mut outcome = None;

@@ -40,13 +40,18 @@ GROUPS = {
     "in_order_coarse_1ms": ("sequential", {"engine_in_order": 1 / 1.95}),
     # benches/progress.rs: the same run with bars off, on, and watched by a sink.
     "bars_tiny_2e7": ("bars_off", {"bars_on": 1.03, "sink": 1.03}),
-    "bars_tiny_2e9": ("bars_off", {"bars_on": 1.03, "sink": 1.03}),
+    "bars_tiny_2e9": ("bars_off", {"bars_on": 1.02, "sink": 1.03}),
     "bars_medium_5us": ("bars_off", {"bars_on": 1.03, "sink": 1.03}),
     "bars_small_jobs": ("bars_off", {"bars_on": 1.5, "sink": 1.5}),
     # benches/durable.rs (feature durable): durable runs against the same
     # in-order run without a checkpoint.
     "durable_tiny_2e7": ("in_order", {"durable_10s": 1.01, "durable_1s": 1.03}),
     "durable_long_2e9": ("in_order", {"durable_1s": 1.03}),
+    # Issue #13: in-order searches (break at a third), one too short for a
+    # bar (on a terminal: bars on / off is terminal / not a terminal) and
+    # one that draws a live bar.
+    "bars_in_order_search_5e7": ("bars_off", {"bars_on": 1.03, "sink": 1.03}),
+    "bars_in_order_search_3e9": ("bars_off", {"bars_on": 1.03, "sink": 1.03}),
 }
 
 

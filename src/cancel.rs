@@ -25,13 +25,23 @@ pub(crate) const FIRST_POSITION: usize = 1;
 pub(crate) struct Shortcircuit {
     /// Position of the leftmost known event; `usize::MAX` while there is none.
     ///
-    /// Every access is `Relaxed`: the horizon only decides which work is
+    /// Every access is `Relaxed` (the [`pulse`](Self::pulse) orders it for
+    /// watched tasks): the horizon only decides which work is
     /// skipped, never what a result is. A task that reads a stale (higher)
     /// horizon does work that the in-order reduction then discards; results
     /// themselves travel through rayon's `join`, which orders them. Padded
     /// because every worker reads it per item while the rest of the
     /// allocation (the `Arc` counts) is written per task.
     horizon: CachePadded<AtomicUsize>,
+    /// Changes whenever the horizon moves, and whenever whoever watches the
+    /// run wants fresh counts ([`nudge`](Self::nudge)). A watched task's
+    /// per-item loop checks it in place of the horizon (one relaxed load
+    /// either way): when it changes, the task leaves the loop, publishes
+    /// its count and reads the horizon. Bumped with `Release` after the
+    /// horizon moves; a task that sees it change reads the horizon after an
+    /// `Acquire`, so it sees the move. Padded: read per item by watched
+    /// tasks, written ten times a second.
+    pulse: CachePadded<AtomicUsize>,
     /// Set when the run stops for a reason outside its items (a panic in
     /// `merge`, the cancellation of the task that started the run): its
     /// result, whatever the reduction makes of it, is not to be trusted.
@@ -48,6 +58,7 @@ impl Shortcircuit {
     pub(crate) fn new(deterministic: bool, parent: Option<Token>) -> Arc<Shortcircuit> {
         Arc::new(Shortcircuit {
             horizon: CachePadded::new(AtomicUsize::new(usize::MAX)),
+            pulse: CachePadded::new(AtomicUsize::new(0)),
             aborted: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             deterministic,
@@ -69,6 +80,21 @@ impl Shortcircuit {
         &self.horizon
     }
 
+    /// The pulse, for a watched task's per-item loop to hold in a
+    /// register: it leaves the loop once the pulse differs from what it saw
+    /// (a relaxed load), then loads it again with `Acquire` and reads the
+    /// horizon.
+    #[inline]
+    pub(crate) fn pulse(&self) -> &AtomicUsize {
+        &self.pulse
+    }
+
+    /// Ask the watched tasks running now to publish their counts: they
+    /// leave their per-item loops once, and go on.
+    pub(crate) fn nudge(&self) {
+        self.pulse.fetch_add(1, Ordering::Release);
+    }
+
     /// Whether anything has ended or aborted the run yet.
     pub(crate) fn has_event(&self) -> bool {
         self.horizon.load(Ordering::Relaxed) != usize::MAX
@@ -81,6 +107,7 @@ impl Shortcircuit {
         // whatever order concurrent events and aborts land in.
         let horizon = if self.deterministic { position } else { 0 };
         self.horizon.fetch_min(horizon, Ordering::Relaxed);
+        self.nudge();
     }
 
     /// The horizon's current value: `usize::MAX` while nothing has happened.
@@ -95,12 +122,14 @@ impl Shortcircuit {
     #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
     pub(crate) fn lower_horizon(&self, horizon: usize) {
         self.horizon.fetch_min(horizon, Ordering::Relaxed);
+        self.nudge();
     }
 
     /// Stop every task: the run's result will be discarded.
     pub(crate) fn abort(&self) {
         self.aborted.store(true, Ordering::Relaxed);
         self.horizon.fetch_min(0, Ordering::Relaxed);
+        self.nudge();
     }
 
     /// Stop every task because someone asked the run to stop: an abort

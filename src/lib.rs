@@ -281,8 +281,9 @@
 //! done and total (a spinner when the length is unknown), rate and ETA. It
 //! is cleared when the run ends (`MAPREDUCE_PROGRESS=always`, or
 //! [`Config::with_progress_bars_always`], draws it where stderr is a pipe a
-//! person watches, as under `mpirun`). Workers count locally and publish in
-//! batches, so the bar costs fine-grained runs next to nothing. A
+//! person watches, as under `mpirun`). Workers count in a register and
+//! publish when a task ends or when the bar (ten times a second) asks, so a
+//! watched run folds its items as fast as an unwatched one. A
 //! [`ProgressSink`] observes the same progress without drawing. Records
 //! logged with the `log` crate inside tasks reach the application's logger;
 //! [`init_logging`] installs `env_logger` so that they print above the bar,

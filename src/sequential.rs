@@ -2,7 +2,7 @@
 //!
 //! The thread that folds is the one that started the run, so when someone
 //! watches it (a bar, a sink) it also draws, between runs of items sized
-//! like a task's batches ([`Publisher`]): a separate copy of the loop, so
+//! by the clock ([`Publisher`]): a separate copy of the loop, so
 //! that unwatched runs fold exactly as they did without any of this.
 
 use std::ops::ControlFlow::{self, Break, Continue};
@@ -183,7 +183,7 @@ where
         Ok(acc) => acc,
         Err(err) => return release(items).and(Err(err)),
     };
-    let mut publisher = Publisher::new(Some(tally));
+    let mut publisher = Publisher::new(tally);
     let progress = &mut publisher;
     let mut folded = 0usize;
     let counter = &mut folded;
@@ -193,7 +193,7 @@ where
         let items = iter;
         let mut acc = acc;
         loop {
-            let run_length = progress.next_run(None).unwrap_or(usize::MAX);
+            let run_length = progress.next_run();
             let run_start = *counter;
             for item in items.by_ref().take(run_length) {
                 if let Some(err) = interrupted(parent.as_ref(), stop) {

@@ -147,6 +147,41 @@ fn updates_keep_flowing_during_a_run_of_slow_items() {
     );
 }
 
+/// One task of 500 items of 1 ms that nothing splits: what the sink sees
+/// mid-run comes from inside the task (it publishes when asked).
+fn assert_counts_seen_inside_one_task(recorder: &Recorder, n: u64) {
+    let updates = recorder.updates();
+    assert!(
+        updates.iter().any(|&done| done > 0 && done < n),
+        "no count seen mid-task: {updates:?}"
+    );
+    assert_counts_only_grow(recorder);
+    assert_eq!(recorder.events().last(), Some(&Event::Finish(n, Outcome::Completed)));
+}
+
+#[test]
+fn updates_come_from_inside_a_long_task() {
+    let job = jobs::count(|_: &u64, _: &()| {
+        std::thread::sleep(Duration::from_millis(1));
+        true
+    });
+    let recorder = Arc::new(Recorder::default());
+    let one_task = (0..500usize).into_par_iter().with_min_len(500).map(|i| i as u64);
+    let n = watched(&recorder, 2).scope(|| one_task.map_reduce(&(), &job)).unwrap();
+    assert_eq!(n, 500);
+    assert_counts_seen_inside_one_task(&recorder, 500);
+
+    // In order, one leaf of 500 items.
+    let recorder = Arc::new(Recorder::default());
+    let items = (0..500usize).into_par_iter().map(|i| i as u64);
+    let n = watched(&recorder, 2)
+        .with_leaf_size(500)
+        .scope(|| par_map_reduce_in_order(items, &(), &job))
+        .unwrap();
+    assert_eq!(n, 500);
+    assert_counts_seen_inside_one_task(&recorder, 500);
+}
+
 #[test]
 fn shortcircuit_and_failure_are_reported() {
     let recorder = Arc::new(Recorder::default());

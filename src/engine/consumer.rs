@@ -12,14 +12,14 @@ use std::cell::Cell;
 use std::marker::PhantomData;
 use std::ops::ControlFlow::{Break, Continue};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
 
 use rayon::iter::plumbing::{Consumer, Folder, Reducer, UnindexedConsumer};
 
 use super::run::{Part, Piece, Run};
 use crate::cancel::{Shortcircuit, FIRST_POSITION};
 use crate::job::MapReduce;
-use crate::progress::Publisher;
+use crate::progress::Tally;
+use crate::sync::{AtomicUsize, Ordering};
 
 pub(crate) struct MapReduceConsumer<'r, 'a, T, J: MapReduce<T, C>, C: ?Sized> {
     run: &'r Run<'a, T, J, C>,
@@ -174,79 +174,198 @@ impl<'r, 'a, T, J: MapReduce<T, C>, C: ?Sized> MapReduceFolder<'r, 'a, T, J, C> 
     }
 }
 
-/// The per-item loop: one relaxed load and the user's two calls, their
-/// panics caught per item (which costs nothing unless one happens), so the
-/// count of folded items stays in a register. Returns the count and how the
-/// fold stopped. A panic in `compute` leaves the accumulator whole, and it
-/// goes with the panic (see [`Part::Failed`]).
-#[inline(never)]
-fn fold<T, J, C, I>(
-    job: &J,
-    ctx: &C,
-    state: &Shortcircuit,
+/// What the per-item loop checks before each item: one relaxed load of a
+/// word, compared with a value; both are taken out of the gate into the
+/// loop's own variables, so they stay in registers.
+trait Gate {
+    /// The word the loop loads before each item.
+    fn word(&self) -> &AtomicUsize;
+
+    /// The value the loop compares it with.
+    fn value(&self) -> usize;
+
+    /// Whether the loop may go on to the next item, the word being `word`.
+    fn admits(word: usize, value: usize) -> bool;
+
+    /// The gate closed with `folded` items done: whether to go on.
+    fn reopen(&mut self, folded: usize) -> bool;
+}
+
+/// An unwatched task's gate: closed once the horizon falls below the
+/// task's position (it is cancelled), for good.
+struct Horizon<'s> {
+    horizon: &'s AtomicUsize,
     position: usize,
-    mut acc: J::Acc,
-    items: I,
-) -> (usize, Step<J::Acc>)
+}
+
+impl Gate for Horizon<'_> {
+    #[inline(always)]
+    fn word(&self) -> &AtomicUsize {
+        self.horizon
+    }
+
+    #[inline(always)]
+    fn value(&self) -> usize {
+        self.position
+    }
+
+    #[inline(always)]
+    fn admits(horizon: usize, position: usize) -> bool {
+        horizon >= position
+    }
+
+    #[inline(always)]
+    fn reopen(&mut self, _folded: usize) -> bool {
+        false
+    }
+}
+
+/// A watched task's gate: closed once the run's pulse is no longer the one
+/// the task saw, because the watcher wants counts or the horizon moved.
+/// Then the task publishes what it folded since it last did and looks at
+/// the horizon, which opens the gate again unless the task is cancelled.
+struct Pulse<'s> {
+    pulse: &'s AtomicUsize,
+    seen: usize,
+    state: &'s Shortcircuit,
+    position: usize,
+    tally: &'s Tally,
+    published: usize,
+}
+
+impl<'s> Pulse<'s> {
+    fn new(state: &'s Shortcircuit, position: usize, tally: &'s Tally) -> Self {
+        let pulse = state.pulse();
+        Pulse {
+            pulse,
+            // Closed at first: before its first item, the task looks at the
+            // horizon, as an unwatched one does.
+            seen: pulse.load(Ordering::Relaxed).wrapping_sub(1),
+            state,
+            position,
+            tally,
+            published: 0,
+        }
+    }
+
+    /// Publish the items folded since the last publication.
+    fn publish(&mut self, folded: usize) {
+        if folded > self.published {
+            self.tally.add((folded - self.published) as u64);
+            self.published = folded;
+        }
+    }
+}
+
+impl Gate for Pulse<'_> {
+    #[inline(always)]
+    fn word(&self) -> &AtomicUsize {
+        self.pulse
+    }
+
+    #[inline(always)]
+    fn value(&self) -> usize {
+        self.seen
+    }
+
+    #[inline(always)]
+    fn admits(pulse: usize, seen: usize) -> bool {
+        pulse == seen
+    }
+
+    /// `Acquire`: a move of the horizon that bumped the pulse before this
+    /// load is seen by the look at the horizon after it; a later one moves
+    /// the pulse again.
+    #[cold]
+    #[inline(never)]
+    fn reopen(&mut self, folded: usize) -> bool {
+        self.publish(folded);
+        self.seen = self.pulse.load(Ordering::Acquire);
+        !self.state.is_past(self.position)
+    }
+}
+
+/// The per-item loop: one relaxed load (the gate) and the user's two calls,
+/// their panics caught per item (which costs nothing unless one happens),
+/// so the count of folded items stays in a register. Returns the count,
+/// how the fold stopped and the gate. A panic in `compute` leaves the
+/// accumulator whole, and it goes with the panic (see [`Part::Failed`]).
+#[inline(never)]
+fn fold<T, J, C, I, G>(job: &J, ctx: &C, mut gate: G, mut acc: J::Acc, items: I) -> (usize, Step<J::Acc>, G)
 where
     J: MapReduce<T, C>,
     C: ?Sized,
     I: IntoIterator<Item = T>,
+    G: Gate,
 {
+    let mut items = items.into_iter();
     let mut folded = 0usize;
-    let horizon = state.horizon();
-    for item in items {
-        if horizon.load(Ordering::Relaxed) < position {
-            return (folded, Step::Cancelled);
-        }
-        let output = match catch_unwind(AssertUnwindSafe(|| job.compute(item, ctx))) {
-            Ok(output) => output,
-            Err(payload) => return (folded, Step::Panicked(payload, Some(acc))),
+    loop {
+        // The loop proper: it leaves with the item the closed gate held up.
+        let (word, value) = (gate.word(), gate.value());
+        let held = loop {
+            let Some(item) = items.next() else {
+                return (folded, Step::Done(acc), gate);
+            };
+            if !G::admits(word.load(Ordering::Relaxed), value) {
+                break item;
+            }
+            match fold_one(job, ctx, item, acc) {
+                Ok(next) => acc = next,
+                Err((counted, step)) => return (folded + counted, step, gate),
+            }
+            folded += 1;
         };
-        match catch_unwind(AssertUnwindSafe(|| job.process_result(output, acc))) {
-            Ok(Continue(next)) => acc = next,
-            Ok(Break(last)) => return (folded + 1, Step::Broke(last)),
-            Err(payload) => return (folded, Step::Panicked(payload, None)),
+        if !gate.reopen(folded) {
+            return (folded, Step::Cancelled, gate);
+        }
+        match fold_one(job, ctx, held, acc) {
+            Ok(next) => acc = next,
+            Err((counted, step)) => return (folded + counted, step, gate),
         }
         folded += 1;
     }
-    (folded, Step::Done(acc))
 }
 
-/// [`fold`] for a watched run: the same loop over runs of items, publishing
-/// progress between them, so the per-item loop stays the same.
+/// One item of [`fold`]: the next accumulator, or how the fold ends and
+/// whether the item counts as folded (the one that broke does).
+#[inline(always)]
+fn fold_one<T, J, C>(job: &J, ctx: &C, item: T, acc: J::Acc) -> Result<J::Acc, (usize, Step<J::Acc>)>
+where
+    J: MapReduce<T, C>,
+    C: ?Sized,
+{
+    let output = match catch_unwind(AssertUnwindSafe(|| job.compute(item, ctx))) {
+        Ok(output) => output,
+        Err(payload) => return Err((0, Step::Panicked(payload, Some(acc)))),
+    };
+    match catch_unwind(AssertUnwindSafe(|| job.process_result(output, acc))) {
+        Ok(Continue(next)) => Ok(next),
+        Ok(Break(last)) => Err((1, Step::Broke(last))),
+        Err(payload) => Err((0, Step::Panicked(payload, None))),
+    }
+}
+
+/// [`fold`] for a watched task: the same loop, gated by the run's pulse in
+/// place of the horizon, so that it costs what an unwatched one does. The
+/// task publishes its count when the pulse moves and when it ends.
 fn fold_watched<T, J, C, I>(
     job: &J,
     ctx: &C,
     state: &Shortcircuit,
     position: usize,
-    mut acc: J::Acc,
+    acc: J::Acc,
     items: I,
-    progress: &mut Publisher<'_>,
+    tally: &Tally,
 ) -> (usize, Step<J::Acc>)
 where
     J: MapReduce<T, C>,
     C: ?Sized,
     I: IntoIterator<Item = T>,
 {
-    let mut items = items.into_iter();
-    let mut folded = 0;
-    loop {
-        let Some(run_length) = progress.next_run(items.size_hint().1) else {
-            // Fast items: the rest of the stretch in one go.
-            let (n, step) = fold(job, ctx, state, position, acc, items);
-            return (folded + n, step);
-        };
-        let (n, step) = fold(job, ctx, state, position, acc, items.by_ref().take(run_length));
-        folded += n;
-        match step {
-            Step::Done(next) if n == run_length => {
-                progress.publish(folded);
-                acc = next;
-            }
-            step => return (folded, step),
-        }
-    }
+    let (folded, step, mut pulse) = fold(job, ctx, Pulse::new(state, position, tally), acc, items);
+    pulse.publish(folded);
+    (folded, step)
 }
 
 /// How a fold over some items stopped.
@@ -282,36 +401,37 @@ where
         };
         let (run, position) = (self.run, self.position);
         let (job, ctx, state) = (run.job, run.ctx, &*run.state);
-        let mut publisher = Publisher::new(run.tally);
-        let progress = &mut publisher;
         // Unwatched and watched runs get separate copies of the loop, so
         // that the watched one's bookkeeping cannot slow the other down.
-        let outcome = if progress.is_watching() {
-            run.guarded(position, move || {
-                fold_watched(job, ctx, state, position, acc, items, progress)
-            })
-        } else {
-            run.guarded(position, move || fold(job, ctx, state, position, acc, items))
+        let outcome = match run.tally {
+            Some(tally) => run.guarded(position, move || {
+                fold_watched(job, ctx, state, position, acc, items, tally)
+            }),
+            None => run.guarded(position, move || {
+                let horizon = Horizon {
+                    horizon: state.horizon(),
+                    position,
+                };
+                let (folded, step, _) = fold(job, ctx, horizon, acc, items);
+                (folded, step)
+            }),
         };
         let next_index = self.next_index;
         let at = |folded: usize| next_index.map(|next| next + folded);
         self.part = match outcome {
-            Ok((folded, step)) => {
-                publisher.flush(folded);
-                match step {
-                    Step::Done(acc) => {
-                        self.next_index = at(folded);
-                        Part::Done(acc)
-                    }
-                    Step::Broke(acc) => {
-                        state.record_event(position);
-                        log::trace!("Break at item {:?} (task position {position})", at(folded - 1));
-                        Part::Broke(acc)
-                    }
-                    Step::Cancelled => Part::Skipped,
-                    Step::Panicked(payload, prefix) => run.settle_panic(position, at(folded), payload, prefix),
+            Ok((folded, step)) => match step {
+                Step::Done(acc) => {
+                    self.next_index = at(folded);
+                    Part::Done(acc)
                 }
-            }
+                Step::Broke(acc) => {
+                    state.record_event(position);
+                    log::trace!("Break at item {:?} (task position {position})", at(folded - 1));
+                    Part::Broke(acc)
+                }
+                Step::Cancelled => Part::Skipped,
+                Step::Panicked(payload, prefix) => run.settle_panic(position, at(folded), payload, prefix),
+            },
             // The input's own adaptors panicked (a `map` before `map_reduce`,
             // say): which item they were producing is not known.
             Err(payload) => run.settle_panic(position, None, payload, None),

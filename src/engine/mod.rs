@@ -98,8 +98,6 @@ where
     );
     let state = Shortcircuit::new(deterministic, cancel::current_token());
     crate::stop::watch(&config, &state);
-    let tally = Tally::new();
-    tally.add(done_before as u64);
     let mut monitor = Monitor::for_run(&config, &description, total);
     if let Some(monitor) = monitor.as_mut() {
         monitor.resumes_after(done_before as u64);
@@ -118,6 +116,8 @@ where
         return outcome.map(into_value);
     };
     // Someone watches: the run goes to the pool, this thread draws.
+    let tally = Tally::new();
+    tally.add(done_before as u64);
     let run = Run::new(job, ctx, config, state, Some(&tally));
     let finished = Finished::new();
     let mut outcome = None;

@@ -56,7 +56,8 @@ pub(crate) struct Run<'a, T, J: MapReduce<T, C>, C: ?Sized> {
     pub(crate) ctx: &'a C,
     pub(crate) state: Arc<Shortcircuit>,
     pub(crate) config: Config,
-    /// Where tasks count the items they process, when someone watches.
+    /// Where tasks count the items they process, when someone watches; it
+    /// asks them for fresh counts through the run's pulse.
     pub(crate) tally: Option<&'a Tally>,
     /// A panic outside the items and the job (on rank 0 of an MPI run, in
     /// what watches the run): it aborts the run and is its result.
@@ -72,6 +73,9 @@ impl<'a, T, J: MapReduce<T, C>, C: ?Sized> Run<'a, T, J, C> {
         state: Arc<Shortcircuit>,
         tally: Option<&'a Tally>,
     ) -> Self {
+        if let Some(tally) = tally {
+            tally.follow(&state);
+        }
         Run {
             job,
             ctx,

@@ -313,6 +313,8 @@ where
             let done = stopped && !blocks.running;
             if let Some(tally) = self.tally {
                 if done || last_count.elapsed() >= PROGRESS_EVERY {
+                    // Fresh counts from the tasks for the next report.
+                    tally.refresh();
                     let items = tally.done() - counted;
                     if items > 0 {
                         link.send(0, &Up::Progress { items });

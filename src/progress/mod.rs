@@ -1,6 +1,7 @@
-//! Progress of top-level runs: counted by the workers in batches
-//! ([`tally`]), watched by the thread that started the run ([`Monitor`]),
-//! shown as a bar on a terminal ([`bar`]) and told to a [`ProgressSink`].
+//! Progress of top-level runs: counted by the workers, who publish when a
+//! task ends or when asked ([`tally`]), watched by the thread that started
+//! the run ([`Monitor`]), shown as a bar on a terminal ([`bar`]) and told to
+//! a [`ProgressSink`].
 //!
 //! The thread that starts a run has nothing else to do while it waits, so it
 //! is the one that draws: no extra thread, and the workers only add to a
@@ -133,6 +134,13 @@ impl Monitor {
             nested::draw_children(now);
         }
         self.tell_sink(|sink| sink.update(done));
+        // Fresh counts for the next refresh, asked of the tasks only when
+        // someone will look: a run whose bar is not due yet and that no
+        // sink watches goes on exactly as an unwatched one.
+        let bar_due = self.draw_bar && now + REFRESH - self.started >= BAR_DELAY;
+        if self.bar.is_some() || bar_due || self.sink.is_some() {
+            tally.refresh();
+        }
     }
 
     /// Keep the display live until `finished` is signalled, or until the

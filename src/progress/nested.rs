@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
-use super::{bar, Tally, BAR_DELAY};
+use super::{bar, Tally, BAR_DELAY, REFRESH};
 
 /// A nested run that asked for a bar.
 pub(crate) struct Child {
@@ -66,6 +66,10 @@ pub(crate) fn draw_children(now: Instant) {
         let mut slot = child.bar.lock();
         let Ok(bar) = &mut *slot else { continue };
         let done = child.tally.done();
+        // Fresh counts for the next refresh (only bars that are due look).
+        if bar.is_some() || now + REFRESH - child.started >= BAR_DELAY {
+            child.tally.refresh();
+        }
         match bar {
             Some(bar) => bar.set_position(done),
             None if now - child.started >= BAR_DELAY => {

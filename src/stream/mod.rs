@@ -14,6 +14,7 @@
 //! `Config::with_stream_buffer` cap), each handed over when full or after
 //! `BATCH_READ_TIME` of reading (`Reader::fill`).
 
+use std::cell::Cell;
 use std::ops::ControlFlow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
@@ -30,7 +31,7 @@ use rayon::iter::IndexedParallelIterator;
 use crate::cancel::{self, Shortcircuit, TaskFrame, FIRST_POSITION};
 use crate::config::Config;
 use crate::engine::prefix::{Done, Prefix};
-use crate::engine::tree::{Event, Node, Stack};
+use crate::engine::tree::{Event, Node, Stack, LEAF_MAX};
 use crate::engine::{self, into_value, MapReduceConsumer, MapReduceFolder, Part, Run};
 use crate::error::{catch_panic, Error, Panic};
 use crate::job::MapReduce;
@@ -308,11 +309,19 @@ struct Slot<T, A> {
 /// its buffer, which still holds the items that continue an open leaf.
 type Folded<T, A> = (Vec<Part<A>>, Vec<T>);
 
-/// A batch on its way: its slot, and how it is cut into leaves.
-struct Pending {
-    slot: usize,
+/// A batch on its way: who folds it, and how it is cut into leaves.
+struct Pending<A> {
+    work: Work<A>,
     cut: Cut,
-    spawned_at: Instant,
+}
+
+/// Who folds a batch.
+enum Work<A> {
+    /// The pool: the batch's slot, and when it was handed over.
+    Pool { slot: usize, spawned_at: Instant },
+    /// This thread, reading in place while the pool folded: the parts of
+    /// the leaves that start in it, in order.
+    Here(Vec<Part<A>>),
 }
 
 /// Read batches in order and fold them on the pool, `in_flight` at a time.
@@ -366,6 +375,11 @@ where
     // block on a signal, or a pool whose workers all do so would deadlock.
     let nested = pool::on_our_worker();
     let parallel = config.parallel();
+    // Whether this thread folds leaves in place while the pool folds: not
+    // under a `with_stream_buffer` cap (the item in hand would be one more
+    // alive), nor for a durable run (whose batches are sized to its block
+    // time), nor when it folds the batches itself.
+    let in_place = parallel && !nested && prefix.is_none() && config.stream_buffer() == 0;
     let outcome = pool::in_place_scope(workers, parallel, |scope| {
         let (in_flight, max_len) = batch_limits::<I::Item>(config.stream_buffer());
         let mut batch_len = (FIRST_BATCH_PER_WORKER * workers).min(max_len);
@@ -373,18 +387,27 @@ where
         // the pace of the batches before (and hold an item per worker).
         let mut durable_len = usize::MAX;
         let mut spare: Vec<Vec<I::Item>> = Vec::new();
-        // The batches spawned and not pushed yet, oldest first.
+        // The batches spawned or folded here and not pushed yet, oldest
+        // first, and how many of them are on the pool.
         let mut pending = std::collections::VecDeque::new();
+        let mut on_pool = 0;
         let mut spawned = 0usize;
         // A panic in the input, an event once the items before it are in.
         let mut read_error = None;
         let mut input_done = false;
         loop {
-            while !input_done && pending.len() < in_flight {
-                let mut batch = spare.pop().unwrap_or_default();
+            while !input_done && on_pool < in_flight {
+                // Each buffer is allocated once, at the longest batch: only
+                // the pages a batch writes are touched, and growing batches
+                // never copy or fault in a new buffer.
+                let mut batch = spare.pop().unwrap_or_else(|| Vec::with_capacity(max_len));
                 let first_index = reader.read;
-                let asked = batch_len;
-                batch.reserve(asked);
+                // A batch that ends where a leaf does lets this thread
+                // fold the leaves after it in place.
+                let asked = match in_place {
+                    true => cursor.len_to_leaf_end(first_index, batch_len),
+                    false => batch_len,
+                };
                 let read = reader.fill(&mut batch, asked, workers, Some((&state, &mut *monitor, tally)));
                 batch_len = (batch_len * 2).min(max_len).min(durable_len);
                 let exhausted = read.unwrap_or_else(|err| {
@@ -439,13 +462,48 @@ where
                     }
                 }
                 pending.push_back(Pending {
-                    slot: spawned % IN_FLIGHT,
+                    work: Work::Pool {
+                        slot: spawned % IN_FLIGHT,
+                        spawned_at: Instant::now(),
+                    },
                     cut,
-                    spawned_at: Instant::now(),
                 });
                 spawned += 1;
+                on_pool += 1;
             }
-            let Some(Pending { slot, cut, spawned_at }) = pending.pop_front() else {
+            // While the pool folds, this thread folds the leaves after its
+            // batches straight from the iterator (no copy), until the
+            // oldest batch is done and the pool needs the next one.
+            let oldest = pending.iter().find_map(|pending| match pending.work {
+                Work::Pool { slot, .. } => Some(&slots[slot].finished),
+                Work::Here(_) => None,
+            });
+            if let (true, false, Some(oldest), Some(first_leaf)) =
+                (in_place, input_done, oldest, cursor.at_leaf_start())
+            {
+                let first_index = reader.read;
+                let (parts, read) = reader.fold_in_place(
+                    &run,
+                    cursor.leaves(),
+                    first_leaf,
+                    || oldest.is_done(),
+                    (&state, &mut *monitor, tally),
+                );
+                let exhausted = read.unwrap_or_else(|err| {
+                    read_error = Some(err);
+                    true
+                });
+                input_done = exhausted || state.has_event();
+                if reader.read > first_index {
+                    let cut = cursor.cut(first_index, reader.read - first_index);
+                    debug_assert_eq!(cut.segments.len(), parts.len());
+                    pending.push_back(Pending {
+                        work: Work::Here(parts),
+                        cut,
+                    });
+                }
+            }
+            let Some(Pending { work, cut }) = pending.pop_front() else {
                 if state.is_stopped() {
                     // Reading stopped early: the open leaf is not complete.
                     if let Some(prefix) = prefix.as_deref_mut() {
@@ -469,7 +527,25 @@ where
                 }
                 return stack.finish(&run, || catch_panic(|| job.empty_result(ctx)));
             };
-            let slot = &slots[slot];
+            let (slot, spawned_at) = match work {
+                Work::Pool { slot, spawned_at } => (&slots[slot], spawned_at),
+                Work::Here(parts) => {
+                    if state.is_stopped() {
+                        // Folding stopped early: what it holds is not a prefix.
+                        return run.settle(Err(Error::Cancelled));
+                    }
+                    for (segment, part) in cut.segments.into_iter().zip(parts) {
+                        place(&run, &mut stack, &mut open, segment, part);
+                    }
+                    if stack.has_ended() {
+                        let outcome = stack.finish(&run, || catch_panic(|| job.empty_result(ctx)));
+                        state.abort();
+                        return outcome;
+                    }
+                    continue;
+                }
+            };
+            on_pool -= 1;
             match (monitor.as_mut(), tally) {
                 (Some(monitor), Some(tally)) => {
                     monitor.watch(tally, &slot.finished);
@@ -657,6 +733,8 @@ struct Reader<I> {
     /// Items read between two looks at the clock: doubled while a chunk
     /// takes under half of `CHUNK_TIME`, cut to fit it when it takes longer.
     chunk: usize,
+    /// The same for items read and folded in place.
+    fold_chunk: usize,
 }
 
 impl<I: Iterator> Reader<I> {
@@ -665,7 +743,102 @@ impl<I: Iterator> Reader<I> {
             items,
             read: 0,
             chunk: 1,
+            fold_chunk: 1,
         }
+    }
+
+    /// Fold the leaves from `first_leaf` (its index and first item) on
+    /// straight from the iterator, on this thread, with no batch: each leaf
+    /// from `empty_result`, its items in order, as a worker would. Stops
+    /// once `stop` says so (asked between chunks of items, sized like
+    /// `fill`'s), at the end of the iterator, or once the run has an event.
+    /// The parts of the leaves begun, in order (the last one possibly
+    /// incomplete), and, as for `fill`, whether the iterator has ended or
+    /// its panic with the index of the item being read.
+    fn fold_in_place<J, C>(
+        &mut self,
+        run: &Run<'_, I::Item, J, C>,
+        leaves: StreamLeaves,
+        first_leaf: (usize, usize),
+        mut stop: impl FnMut() -> bool,
+        folding: Folding<'_>,
+    ) -> (Vec<Part<J::Acc>>, Result<bool, Error>)
+    where
+        J: MapReduce<I::Item, C>,
+        C: Sync + ?Sized,
+    {
+        let (state, monitor, tally) = folding;
+        let (mut leaf, mut start) = first_leaf;
+        let items = &mut self.items;
+        let chunk_len = &mut self.fold_chunk;
+        // The reads, each with its panic caught (which costs nothing unless
+        // one happens): a panicking iterator ends the source, the folder
+        // keeps its items so far.
+        let ends = Ends::default();
+        let mut read = 0;
+        let mut parts = Vec::new();
+        'leaves: while !stop() && !state.has_event() {
+            // A leaf begins with an item read: none folds from nothing.
+            let Some(first) = InPlace::new(&mut *items, 1, &ends).next() else {
+                break;
+            };
+            read += 1;
+            let size = leaves.size(leaf);
+            let mut folder = MapReduceConsumer::new(run, Some(start)).into_folder();
+            let mut in_leaf = 1;
+            let mut first = Some(first);
+            loop {
+                // The first chunk holds the item read first.
+                let room = size - in_leaf + usize::from(first.is_some());
+                let chunk = (*chunk_len).min(room);
+                let started = Instant::now();
+                let (folded, asked) = match first.take() {
+                    Some(first) => {
+                        let rest = InPlace::new(&mut *items, chunk - 1, &ends);
+                        (folder.consume_iter(std::iter::once(first).chain(rest)), chunk - 1)
+                    }
+                    None => (folder.consume_iter(InPlace::new(&mut *items, chunk, &ends)), chunk),
+                };
+                folder = folded;
+                let took = started.elapsed();
+                let chunk_read = asked - ends.unread.get();
+                read += chunk_read;
+                in_leaf += chunk_read;
+                if took > CHUNK_TIME {
+                    let fits = chunk as u128 * CHUNK_TIME.as_nanos() / took.as_nanos().max(1);
+                    *chunk_len = (fits as usize).max(1);
+                } else if took < CHUNK_TIME / 2 && chunk == *chunk_len {
+                    *chunk_len = (chunk * 2).min(LEAF_MAX);
+                }
+                debug_assert!(in_leaf <= size, "a leaf folds at most its size");
+                let over = ends.ended.get() || folder.full();
+                if in_leaf == size && !over {
+                    parts.push(folder.complete().part);
+                    leaf += 1;
+                    start += size;
+                    continue 'leaves;
+                }
+                if !over {
+                    if let (Some(monitor), Some(tally)) = (monitor.as_mut(), tally) {
+                        monitor.tick(tally);
+                        if monitor.failed() {
+                            // The sink panicked: nothing more is read.
+                            state.abort();
+                        }
+                    }
+                }
+                if over || state.has_event() || stop() {
+                    parts.push(folder.complete().part);
+                    break 'leaves;
+                }
+            }
+        }
+        self.read += read;
+        let outcome = match ends.panicked.into_inner() {
+            Some(payload) => Err(Panic::new(Some(self.read), payload).into()),
+            None => Ok(ends.ended.get()),
+        };
+        (parts, outcome)
     }
 
     /// Append items to `batch` until it holds `len`, or fewer when the time
@@ -732,6 +905,65 @@ impl<I: Iterator> Reader<I> {
         self.read += batch.len() - start;
         read.map(|()| exhausted)
             .map_err(|payload| Panic::new(Some(self.read), payload).into())
+    }
+}
+
+/// Up to `left` items read from the iterator as they are folded, each read
+/// with its panic caught (which costs nothing unless one happens): a panic
+/// ends them as the iterator's end does, and the items before it stay
+/// folded. The count stays in a register while they are folded; how many
+/// were left unread is told once, on drop.
+struct InPlace<'a, I: Iterator> {
+    items: &'a mut I,
+    left: usize,
+    ends: &'a Ends,
+}
+
+/// How reading in place ended.
+#[derive(Default)]
+struct Ends {
+    /// Of the last [`InPlace`]'s items, those not read.
+    unread: Cell<usize>,
+    /// Whether the iterator has ended (or panicked).
+    ended: Cell<bool>,
+    panicked: Cell<Option<Box<dyn std::any::Any + Send>>>,
+}
+
+impl<'a, I: Iterator> InPlace<'a, I> {
+    fn new(items: &'a mut I, left: usize, ends: &'a Ends) -> Self {
+        InPlace { items, left, ends }
+    }
+}
+
+impl<I: Iterator> Iterator for InPlace<'_, I> {
+    type Item = I::Item;
+
+    #[inline]
+    fn next(&mut self) -> Option<I::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        match catch_unwind(AssertUnwindSafe(|| self.items.next())) {
+            Ok(Some(item)) => {
+                self.left -= 1;
+                Some(item)
+            }
+            Ok(None) => {
+                self.ends.ended.set(true);
+                None
+            }
+            Err(payload) => {
+                self.ends.ended.set(true);
+                self.ends.panicked.set(Some(payload));
+                None
+            }
+        }
+    }
+}
+
+impl<I: Iterator> Drop for InPlace<'_, I> {
+    fn drop(&mut self) {
+        self.ends.unread.set(self.left);
     }
 }
 

@@ -62,6 +62,10 @@ const BATCH_READ_TIME: Duration = Duration::from_millis(4);
 const CHUNK_TIME: Duration = Duration::from_micros(250);
 /// The longest chunk: `Vec::extend` reads it without per-item checks.
 const MAX_CHUNK: usize = 1024;
+/// The calling thread folds items in place only while they take less than
+/// this each (on average over a chunk): copying costs nothing next to
+/// slower items, and an item folded here is one the pool may wait for.
+const IN_PLACE_ITEM_TIME: Duration = Duration::from_micros(10);
 
 /// Parallel run over a plain `Iterator` of any length, even unbounded until
 /// a `Break`: read in order, in bounded batches, on the calling thread (the
@@ -479,7 +483,7 @@ where
                 Work::Here(_) => None,
             });
             if let (true, false, Some(oldest), Some(first_leaf)) =
-                (in_place, input_done, oldest, cursor.at_leaf_start())
+                (in_place && reader.fast, input_done, oldest, cursor.at_leaf_start())
             {
                 let first_index = reader.read;
                 let (parts, read) = reader.fold_in_place(
@@ -735,6 +739,9 @@ struct Reader<I> {
     chunk: usize,
     /// The same for items read and folded in place.
     fold_chunk: usize,
+    /// Whether items are fast enough to fold in place
+    /// ([`IN_PLACE_ITEM_TIME`]); once not, never again in this run.
+    fast: bool,
 }
 
 impl<I: Iterator> Reader<I> {
@@ -744,6 +751,7 @@ impl<I: Iterator> Reader<I> {
             read: 0,
             chunk: 1,
             fold_chunk: 1,
+            fast: true,
         }
     }
 
@@ -777,7 +785,7 @@ impl<I: Iterator> Reader<I> {
         let ends = Ends::default();
         let mut read = 0;
         let mut parts = Vec::new();
-        'leaves: while !stop() && !state.has_event() {
+        'leaves: while self.fast && !stop() && !state.has_event() {
             // A leaf begins with an item read: none folds from nothing.
             let Some(first) = InPlace::new(&mut *items, 1, &ends).next() else {
                 break;
@@ -804,6 +812,9 @@ impl<I: Iterator> Reader<I> {
                 let chunk_read = asked - ends.unread.get();
                 read += chunk_read;
                 in_leaf += chunk_read;
+                if took > IN_PLACE_ITEM_TIME * chunk as u32 {
+                    self.fast = false;
+                }
                 if took > CHUNK_TIME {
                     let fits = chunk as u128 * CHUNK_TIME.as_nanos() / took.as_nanos().max(1);
                     *chunk_len = (fits as usize).max(1);
@@ -827,7 +838,7 @@ impl<I: Iterator> Reader<I> {
                         }
                     }
                 }
-                if over || state.has_event() || stop() {
+                if over || !self.fast || state.has_event() || stop() {
                     parts.push(folder.complete().part);
                     break 'leaves;
                 }

@@ -253,7 +253,6 @@ where
     J: MapReduce<I::Item, C>,
 {
     let started = std::time::Instant::now();
-    let mut items = items;
     let Start { total, mut prefix } = start;
     let resume = prefix.as_deref_mut().map(|prefix| prefix.start());
     let tally = Tally::new();
@@ -269,6 +268,8 @@ where
     };
     let leaves = StreamLeaves::new(config.leaf_size(), total);
     let durable = Durable { resume, prefix };
+    // Owned where it is read, so that folding in place can take it by value.
+    let mut items = Some(items);
     let outcome = fold_batches(
         &mut items,
         ctx,
@@ -338,7 +339,7 @@ enum Work<A> {
 /// tree's: the same bits whatever the batches, the workers or the timing.
 #[allow(clippy::too_many_arguments)]
 fn fold_batches<I, C, J>(
-    items: I,
+    items: &mut Option<I>,
     ctx: &C,
     job: &J,
     config: &Config,
@@ -731,8 +732,9 @@ fn max_batch_len<T>() -> usize {
 }
 
 /// Reads the user's iterator, counting what it has read.
-struct Reader<I> {
-    items: I,
+struct Reader<'i, I> {
+    /// The iterator, at home between reads (folding in place takes it).
+    items: &'i mut Option<I>,
     read: usize,
     /// Items read between two looks at the clock: doubled while a chunk
     /// takes under half of `CHUNK_TIME`, cut to fit it when it takes longer.
@@ -744,8 +746,8 @@ struct Reader<I> {
     fast: bool,
 }
 
-impl<I: Iterator> Reader<I> {
-    fn new(items: I) -> Self {
+impl<'i, I: Iterator> Reader<'i, I> {
+    fn new(items: &'i mut Option<I>) -> Self {
         Reader {
             items,
             read: 0,
@@ -777,7 +779,7 @@ impl<I: Iterator> Reader<I> {
     {
         let (state, monitor, tally) = folding;
         let (mut leaf, mut start) = first_leaf;
-        let items = &mut self.items;
+        let items = &mut *self.items;
         let chunk_len = &mut self.fold_chunk;
         // The reads, each with its panic caught (which costs nothing unless
         // one happens): a panicking iterator ends the source, the folder
@@ -866,7 +868,9 @@ impl<I: Iterator> Reader<I> {
         min_len: usize,
         folding: Option<Folding<'_>>,
     ) -> Result<bool, Error> {
-        let items = &mut self.items;
+        let Some(items) = self.items.as_mut() else {
+            unreachable!("the iterator is at home between reads")
+        };
         let chunk_len = &mut self.chunk;
         let mut folding = folding;
         let start = batch.len();
@@ -922,10 +926,13 @@ impl<I: Iterator> Reader<I> {
 /// Up to `left` items read from the iterator as they are folded, each read
 /// with its panic caught (which costs nothing unless one happens): a panic
 /// ends them as the iterator's end does, and the items before it stay
-/// folded. The count stays in a register while they are folded; how many
-/// were left unread is told once, on drop.
+/// folded. The iterator is taken from its home by value and the count kept
+/// here, so that both can stay in registers while the items are folded;
+/// on drop, the iterator goes home and how many items were left unread is
+/// told.
 struct InPlace<'a, I: Iterator> {
-    items: &'a mut I,
+    items: Option<I>,
+    home: &'a mut Option<I>,
     left: usize,
     ends: &'a Ends,
 }
@@ -941,8 +948,13 @@ struct Ends {
 }
 
 impl<'a, I: Iterator> InPlace<'a, I> {
-    fn new(items: &'a mut I, left: usize, ends: &'a Ends) -> Self {
-        InPlace { items, left, ends }
+    fn new(home: &'a mut Option<I>, left: usize, ends: &'a Ends) -> Self {
+        InPlace {
+            items: home.take(),
+            home,
+            left,
+            ends,
+        }
     }
 }
 
@@ -951,10 +963,10 @@ impl<I: Iterator> Iterator for InPlace<'_, I> {
 
     #[inline]
     fn next(&mut self) -> Option<I::Item> {
-        if self.left == 0 {
+        let (true, Some(items)) = (self.left > 0, self.items.as_mut()) else {
             return None;
-        }
-        match catch_unwind(AssertUnwindSafe(|| self.items.next())) {
+        };
+        match catch_unwind(AssertUnwindSafe(|| items.next())) {
             Ok(Some(item)) => {
                 self.left -= 1;
                 Some(item)
@@ -974,6 +986,7 @@ impl<I: Iterator> Iterator for InPlace<'_, I> {
 
 impl<I: Iterator> Drop for InPlace<'_, I> {
     fn drop(&mut self) {
+        *self.home = self.items.take();
         self.ends.unread.set(self.left);
     }
 }
@@ -1015,7 +1028,8 @@ mod tests {
     #[test]
     fn the_time_rule_hands_over_slow_batches_early() {
         // 1 ms per item: 4 ms of reading hold a handful of items, far from 1000.
-        let mut reader = Reader::new(slow(1000, Duration::from_millis(1)));
+        let mut items = Some(slow(1000, Duration::from_millis(1)));
+        let mut reader = Reader::new(&mut items);
         let mut batch = Vec::new();
         assert!(!reader.fill(&mut batch, 1000, 2, None).unwrap());
         // At least `min_len` (2) items; far fewer than asked, however loaded
@@ -1026,7 +1040,8 @@ mod tests {
         assert_eq!(reader.chunk, 1);
         // The time rule waits for `min_len` items, however slow.
         let mut batch = Vec::new();
-        let mut reader = Reader::new(slow(1000, Duration::from_millis(3)));
+        let mut items = Some(slow(1000, Duration::from_millis(3)));
+        let mut reader = Reader::new(&mut items);
         assert!(!reader.fill(&mut batch, 1000, 5, None).unwrap());
         assert_eq!(batch.len(), 5);
     }
@@ -1034,7 +1049,8 @@ mod tests {
     #[test]
     fn fast_batches_fill_and_the_end_is_reported() {
         // `min_len = len`: no time rule, however loaded the machine.
-        let mut reader = Reader::new(0..10_000u64);
+        let mut items = Some(0..10_000u64);
+        let mut reader = Reader::new(&mut items);
         let mut batch = Vec::new();
         assert!(!reader.fill(&mut batch, 5000, 5000, None).unwrap());
         assert_eq!(batch, (0..5000).collect::<Vec<_>>());
@@ -1047,7 +1063,8 @@ mod tests {
         assert!(batch.is_empty());
         assert_eq!(reader.read, 10_000);
         // An empty iterator ends at once.
-        let mut empty = Reader::new(std::iter::empty::<u64>());
+        let mut items = Some(std::iter::empty::<u64>());
+        let mut empty = Reader::new(&mut items);
         assert!(empty.fill(&mut Vec::new(), 10, 1, None).unwrap());
     }
 }

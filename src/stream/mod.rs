@@ -5,8 +5,19 @@
 //! pool folds the batch before it. Batches hold leaves of the fixed tree
 //! (see [`leaves`]), a leaf possibly spanning batches; the calling thread
 //! pushes the leaves, in order, onto the tree's stack. The batch buffers
-//! are reused for the whole run, so memory stays flat however long the
-//! iterator is.
+//! are allocated once, at their full length, and reused for the whole run,
+//! so memory stays flat however long the iterator is.
+//!
+//! Copying an item into a batch and reading it back costs about as much as
+//! a tiny item's own work, so while the pool folds its batches the calling
+//! thread does not wait: it reads the leaves after them straight into their
+//! folders and folds them itself, with no batch (`Reader::fold_in_place`),
+//! until the pool is done with its oldest batch and needs the next one.
+//! Batches are cut where a leaf ends for that (`Cursor::len_to_leaf_end`).
+//! Capped streams (the item in hand would be one more alive), durable ones
+//! (whose batches are sized to their block time) and items slower than
+//! `IN_PLACE_ITEM_TIME` (copying costs nothing next to them, and an item
+//! folded here is one the pool may wait for) are only read into batches.
 //!
 //! What a stream keeps in memory, and by which rule, is documented on
 //! [`par_map_reduce_iter`] ("Memory"): at most `IN_FLIGHT` batches alive,
@@ -69,7 +80,8 @@ const IN_PLACE_ITEM_TIME: Duration = Duration::from_micros(10);
 
 /// Parallel run over a plain `Iterator` of any length, even unbounded until
 /// a `Break`: read in order, in bounded batches, on the calling thread (the
-/// iterator need not be `Send`); memory does not grow with the length; same
+/// iterator need not be `Send`), which also folds fast items itself, read in
+/// place, while the pool folds the batches; memory does not grow with the length; same
 /// result as [`seq_map_reduce`](crate::seq_map_reduce) for jobs whose merge
 /// law holds. Reading stops soon after a `Break` (at most two batches
 /// ahead).
@@ -101,7 +113,11 @@ const IN_PLACE_ITEM_TIME: Duration = Duration::from_micros(10);
 /// Each item takes `size_of::<T>()` bytes inline in its batch plus whatever
 /// it owns (a `Vec`'s heap buffer, a file handle). A worker takes an item
 /// from its batch to hand it to `compute`, which owns it from then on (and
-/// drops it on return, unless its output keeps it).
+/// drops it on return, unless its output keeps it). While two batches are
+/// folded, the calling thread may fold the items after them itself, one at
+/// a time straight from the iterator, without a batch: one item more in
+/// `compute` (not under a [`Config::with_stream_buffer`] cap, which then
+/// counts every item alive).
 ///
 /// - **Automatically** (the default): `N = 2` and
 ///   `L = clamp(4 MiB / size_of::<T>(), 64, 2^20)`, so the batches take at

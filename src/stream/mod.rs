@@ -84,7 +84,8 @@ const IN_PLACE_ITEM_TIME: Duration = Duration::from_micros(10);
 /// place, while the pool folds the batches; memory does not grow with the length; same
 /// result as [`seq_map_reduce`](crate::seq_map_reduce) for jobs whose merge
 /// law holds. Reading stops soon after a `Break` (at most two batches
-/// ahead).
+/// ahead, and the fast items this thread folded in place before the
+/// `Break` was known).
 ///
 /// **The same bits everywhere.** Items are folded in leaves joined by the
 /// fixed tree of the crate docs ("Reproducible reductions"), so the answer
@@ -416,6 +417,9 @@ where
         // A panic in the input, an event once the items before it are in.
         let mut read_error = None;
         let mut input_done = false;
+        // Whether the last batch the pool folded says its items are fast
+        // enough to fold in place: not known before one is.
+        let mut fast_items = false;
         loop {
             while !input_done && on_pool < in_flight {
                 // Each buffer is allocated once, at the longest batch: only
@@ -499,9 +503,12 @@ where
                 Work::Pool { slot, .. } => Some(&slots[slot].finished),
                 Work::Here(_) => None,
             });
-            if let (true, false, Some(oldest), Some(first_leaf)) =
-                (in_place && reader.fast, input_done, oldest, cursor.at_leaf_start())
-            {
+            if let (true, false, Some(oldest), Some(first_leaf)) = (
+                in_place && fast_items && reader.fast,
+                input_done,
+                oldest,
+                cursor.at_leaf_start(),
+            ) {
                 let first_index = reader.read;
                 let (parts, read) = reader.fold_in_place(
                     &run,
@@ -578,6 +585,12 @@ where
                     slot.finished.wait_done();
                 }
                 _ => slot.finished.wait_done(),
+            }
+            // Fast items, as the pool folded them (a bound: the batch may
+            // have waited here): this thread may fold in place.
+            let pool_items = cut.segments.iter().map(|segment| segment.len).sum::<usize>();
+            if pool_items > 0 {
+                fast_items = spawned_at.elapsed() * workers as u32 / pool_items as u32 <= IN_PLACE_ITEM_TIME;
             }
             let (parts, mut buffer) = slot
                 .folded

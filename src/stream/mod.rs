@@ -417,9 +417,6 @@ where
         // A panic in the input, an event once the items before it are in.
         let mut read_error = None;
         let mut input_done = false;
-        // Whether the last batch the pool folded says its items are fast
-        // enough to fold in place: not known before one is.
-        let mut fast_items = false;
         loop {
             while !input_done && on_pool < in_flight {
                 // Each buffer is allocated once, at the longest batch: only
@@ -503,12 +500,9 @@ where
                 Work::Pool { slot, .. } => Some(&slots[slot].finished),
                 Work::Here(_) => None,
             });
-            if let (true, false, Some(oldest), Some(first_leaf)) = (
-                in_place && fast_items && reader.fast,
-                input_done,
-                oldest,
-                cursor.at_leaf_start(),
-            ) {
+            if let (true, false, Some(oldest), Some(first_leaf)) =
+                (in_place && reader.fast, input_done, oldest, cursor.at_leaf_start())
+            {
                 let first_index = reader.read;
                 let (parts, read) = reader.fold_in_place(
                     &run,
@@ -590,7 +584,7 @@ where
             // have waited here): this thread may fold in place.
             let pool_items = cut.segments.iter().map(|segment| segment.len).sum::<usize>();
             if pool_items > 0 {
-                fast_items = spawned_at.elapsed() * workers as u32 / pool_items as u32 <= IN_PLACE_ITEM_TIME;
+                reader.fast = spawned_at.elapsed() * workers as u32 / pool_items as u32 <= IN_PLACE_ITEM_TIME;
             }
             let (parts, mut buffer) = slot
                 .folded
@@ -771,7 +765,8 @@ struct Reader<'i, I> {
     /// The same for items read and folded in place.
     fold_chunk: usize,
     /// Whether items are fast enough to fold in place
-    /// ([`IN_PLACE_ITEM_TIME`]); once not, never again in this run.
+    /// ([`IN_PLACE_ITEM_TIME`]), as the last batch folded on the pool or the
+    /// last chunk folded in place says: not known before one is.
     fast: bool,
 }
 
@@ -782,7 +777,7 @@ impl<'i, I: Iterator> Reader<'i, I> {
             read: 0,
             chunk: 1,
             fold_chunk: 1,
-            fast: true,
+            fast: false,
         }
     }
 
@@ -843,9 +838,7 @@ impl<'i, I: Iterator> Reader<'i, I> {
                 let chunk_read = asked - ends.unread.get();
                 read += chunk_read;
                 in_leaf += chunk_read;
-                if took > IN_PLACE_ITEM_TIME * chunk as u32 {
-                    self.fast = false;
-                }
+                self.fast = took <= IN_PLACE_ITEM_TIME * chunk as u32;
                 if took > CHUNK_TIME {
                     let fits = chunk as u128 * CHUNK_TIME.as_nanos() / took.as_nanos().max(1);
                     *chunk_len = (fits as usize).max(1);

@@ -43,6 +43,10 @@ const BREAK_AT: u64 = SHORTCIRCUIT_ITEMS / 3;
 const SMALL_JOB_ITEMS: u64 = 8;
 const SMALL_JOB_CALLS: usize = 5000;
 const STREAM_ITEMS: u64 = 10_000_000;
+/// Items of [`STREAM_ROUNDS`] splitmix64 rounds (~8 ns) in the streamed
+/// figure of medium-fast items.
+const STREAM_BUSY_ITEMS: u64 = 2_000_000;
+const STREAM_ROUNDS: u64 = 16;
 const ONE_WORKER_ITEMS: u64 = 10_000_000;
 const MEDIUM_ITEMS: u64 = 200_000;
 /// The target compute time of one medium item.
@@ -364,6 +368,52 @@ fn small_jobs(c: &mut Criterion) {
     group.finish();
 }
 
+/// A plain iterator over `0..n` (not a range any more: `par_map_reduce_iter`
+/// reads it on the calling thread), with an exact `size_hint`.
+#[allow(clippy::map_identity)] // on purpose: not a range any more
+fn plain(n: u64) -> impl Iterator<Item = u64> {
+    (0..n).map(|i| i)
+}
+
+/// Issue #13's stream rows: `par_map_reduce_iter` over a plain iterator
+/// against `par_map_reduce_in_order` over the same items as an indexed
+/// range (the same leaves, so the same bits), 10^7 tiny items (one
+/// splitmix64 each) and 2×10^6 items of 16 rounds (~8 ns).
+fn stream_in_order(c: &mut Criterion) {
+    let engine = engine_config(WORKERS);
+    let tiny_in_order = || {
+        engine
+            .clone()
+            .scope(|| par_map_reduce_in_order(indexed(black_box(STREAM_ITEMS)), &(), Mix).unwrap())
+    };
+    let tiny_iter = || {
+        engine
+            .clone()
+            .scope(|| par_map_reduce_iter(plain(black_box(STREAM_ITEMS)), &(), Mix).unwrap())
+    };
+    let job = Busy { rounds: STREAM_ROUNDS };
+    let busy_in_order = || {
+        engine
+            .clone()
+            .scope(|| par_map_reduce_in_order(indexed(black_box(STREAM_BUSY_ITEMS)), &(), &job).unwrap())
+    };
+    let busy_iter = || {
+        engine
+            .clone()
+            .scope(|| par_map_reduce_iter(plain(black_box(STREAM_BUSY_ITEMS)), &(), &job).unwrap())
+    };
+    assert_eq!(tiny_iter(), tiny_in_order());
+    assert_eq!(busy_iter(), busy_in_order());
+    let mut group = group(c, "stream_in_order_tiny", Duration::from_secs(3));
+    group.bench_function("engine_in_order", |b| b.iter(tiny_in_order));
+    group.bench_function("engine_iter", |b| b.iter(tiny_iter));
+    group.finish();
+    let mut busy = self::group(c, "stream_in_order_16_rounds", Duration::from_secs(3));
+    busy.bench_function("engine_in_order", |b| b.iter(busy_in_order));
+    busy.bench_function("engine_iter", |b| b.iter(busy_iter));
+    busy.finish();
+}
+
 /// 10^7 tiny items streamed from a plain iterator, against the same items as
 /// a parallel range.
 fn stream(c: &mut Criterion) {
@@ -571,6 +621,7 @@ criterion_group!(
     shortcircuit_middle,
     small_jobs,
     stream,
+    stream_in_order,
     one_worker,
     medium,
     coarse,
@@ -590,13 +641,31 @@ struct Pair<'f> {
     variant: Box<dyn Fn() -> u64 + 'f>,
 }
 
-/// The time of `calls` calls of `f`.
-fn timed(calls: usize, f: &dyn Fn() -> u64) -> f64 {
+/// The time of `calls` calls of `f`, wall clock and CPU (of all the
+/// process's threads).
+fn timed(calls: usize, f: &dyn Fn() -> u64) -> (f64, f64) {
+    let cpu_started = process_cpu_time();
     let started = Instant::now();
     for _ in 0..calls {
         black_box(f());
     }
-    started.elapsed().as_secs_f64()
+    (started.elapsed().as_secs_f64(), process_cpu_time() - cpu_started)
+}
+
+/// The CPU time this process has used, in seconds: on a machine shared
+/// with other work, a ratio of CPU times says what a variant costs even
+/// when the wall clock says mostly how the machine was shared.
+fn process_cpu_time() -> f64 {
+    let mut time = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `clock_gettime` writes the `timespec` it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut time) };
+    time.tv_sec as f64 + time.tv_nsec as f64 * 1e-9
+}
+
+/// The median, min and max of `values`.
+fn spread(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    (values[values.len() / 2], values[0], values[values.len() - 1])
 }
 
 /// `MAPREDUCE_BENCH_PAIRS=n`: instead of criterion, time the reproducible
@@ -611,7 +680,28 @@ fn paired(pairs: usize) {
     let job = MixUntil { at: BREAK_AT };
     let in_order = |f: &dyn Fn() -> u64| engine.clone().scope(f);
     let first_third_sum = sequential_sum(0..BREAK_AT + 1, splitmix64);
+    let stream_job = Busy { rounds: STREAM_ROUNDS };
     let figures = [
+        Pair {
+            figure: "stream_in_order_tiny: engine_iter / engine_in_order",
+            calls: 5,
+            target: 1.25,
+            baseline: Box::new(|| {
+                in_order(&|| par_map_reduce_in_order(indexed(black_box(STREAM_ITEMS)), &(), Mix).unwrap())
+            }),
+            variant: Box::new(|| in_order(&|| par_map_reduce_iter(plain(black_box(STREAM_ITEMS)), &(), Mix).unwrap())),
+        },
+        Pair {
+            figure: "stream_in_order_16_rounds: engine_iter / engine_in_order",
+            calls: 5,
+            target: 1.03,
+            baseline: Box::new(|| {
+                in_order(&|| par_map_reduce_in_order(indexed(black_box(STREAM_BUSY_ITEMS)), &(), &stream_job).unwrap())
+            }),
+            variant: Box::new(|| {
+                in_order(&|| par_map_reduce_iter(plain(black_box(STREAM_BUSY_ITEMS)), &(), &stream_job).unwrap())
+            }),
+        },
         Pair {
             figure: "in_order_tiny_2e7: engine_in_order / rayon",
             calls: 5,
@@ -688,32 +778,32 @@ fn paired(pairs: usize) {
             }),
         },
     ];
-    for pair in &figures {
+    // `MAPREDUCE_BENCH_FIGURES=stream`: only the figures whose name holds it.
+    let only = std::env::var("MAPREDUCE_BENCH_FIGURES").unwrap_or_default();
+    for pair in figures.iter().filter(|pair| pair.figure.contains(&only)) {
         assert_eq!(
             (pair.baseline)(),
             (pair.variant)(),
             "{}: the variants disagree",
             pair.figure
         );
-        let mut ratios: Vec<f64> = (0..pairs)
+        let (ratios, cpu_ratios): (Vec<f64>, Vec<f64>) = (0..pairs)
             .map(|i| {
-                if i % 2 == 0 {
+                let (base, variant) = if i % 2 == 0 {
                     let base = timed(pair.calls, &*pair.baseline);
-                    timed(pair.calls, &*pair.variant) / base
+                    (base, timed(pair.calls, &*pair.variant))
                 } else {
                     let variant = timed(pair.calls, &*pair.variant);
-                    variant / timed(pair.calls, &*pair.baseline)
-                }
+                    (timed(pair.calls, &*pair.baseline), variant)
+                };
+                (variant.0 / base.0, variant.1 / base.1)
             })
-            .collect();
-        ratios.sort_by(f64::total_cmp);
-        let median = ratios[ratios.len() / 2];
+            .unzip();
+        let (median, min, max) = spread(ratios);
+        let (cpu_median, cpu_min, cpu_max) = spread(cpu_ratios);
         println!(
-            "paired {}: median x{median:.3} [{:.3} - {:.3}] n={}   target <= {:.3} {}",
+            "paired {}: median x{median:.3} [{min:.3} - {max:.3}] n={pairs}   target <= {:.3} {}   (CPU time: x{cpu_median:.3} [{cpu_min:.3} - {cpu_max:.3}])",
             pair.figure,
-            ratios[0],
-            ratios[ratios.len() - 1],
-            ratios.len(),
             pair.target,
             if median <= pair.target { "ok" } else { "OVER" }
         );

@@ -26,6 +26,9 @@ GROUPS = {
     "shortcircuit_middle": ("rayon_try_fold_break", {"engine_any_order": 1.10}),
     "small_jobs": ("rayon", {"engine": 1.5}),
     "stream": ("engine_range", {"engine_iter": 1.2}),
+    # Issue #13: streams against par_map_reduce_in_order over the same items.
+    "stream_in_order_tiny": ("engine_in_order", {"engine_iter": 1.25}),
+    "stream_in_order_16_rounds": ("engine_in_order", {"engine_iter": 1.03}),
     "one_worker": ("sequential", {"engine": 1.05}),
     "medium_5us": ("rayon", {"engine": 1.02}),
     # Speedup >= 1.95 over sequential: engine / sequential <= 1 / 1.95.

@@ -438,3 +438,96 @@ fn the_same_bits_watched_or_not_for_every_kind_of_accumulator() {
     let collect = jobs::collect(|i: u64, _: &()| common::float_value(i).to_bits());
     assert_all_equal(every_way(n, &collect, |all| all));
 }
+
+/// [`FloatSum`] with a little work per item and scripted panics, that notes
+/// whether the calling thread computed any item (folding in place).
+struct InPlace {
+    sum: FloatSum,
+    compute_panic: Option<u64>,
+    caller: std::thread::ThreadId,
+    caller_computed: std::sync::atomic::AtomicBool,
+}
+
+impl MapReduce<u64> for InPlace {
+    type Output = f64;
+    type Acc = f64;
+
+    fn empty_result(&self, ctx: &()) -> f64 {
+        self.sum.empty_result(ctx)
+    }
+    fn compute(&self, item: u64, ctx: &()) -> f64 {
+        if std::thread::current().id() == self.caller {
+            self.caller_computed.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        if self.compute_panic == Some(item) {
+            panic!("{SCRIPTED} in compute at {item}");
+        }
+        // About a microsecond: the pool stays busy while the caller reads.
+        let mut x = item;
+        for _ in 0..100 {
+            x = std::hint::black_box(x.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(7));
+        }
+        std::hint::black_box(x);
+        self.sum.compute(item, ctx)
+    }
+    fn process_result(&self, new: f64, acc: f64) -> ControlFlow<f64, f64> {
+        self.sum.process_result(new, acc)
+    }
+    fn merge(&self, left: f64, right: f64) -> ControlFlow<f64, f64> {
+        self.sum.merge(left, right)
+    }
+}
+
+#[test]
+fn the_calling_thread_folds_leaves_in_place_with_the_same_bits() {
+    quiet_scripted_panics();
+    const LEN: u64 = 200_000;
+    let mut caller_folded = false;
+    for leaf in [0, 1, 100, 5000] {
+        for (stop_above, compute_panic, input_panic) in [
+            (f64::INFINITY, None, None),
+            (50.0, None, None),
+            (f64::INFINITY, Some(150_001), None),
+            (f64::INFINITY, None, Some(120_003)),
+            (f64::INFINITY, Some(170_000), Some(120_003)),
+        ] {
+            let job = InPlace {
+                sum: FloatSum {
+                    stop_above,
+                    delay_every: None,
+                },
+                compute_panic,
+                caller: std::thread::current().id(),
+                caller_computed: Default::default(),
+            };
+            let run = |parallel: bool, exact: bool| {
+                let items = (0..LEN).inspect(move |&item| {
+                    if Some(item) == input_panic {
+                        panic!("{SCRIPTED} in the input at {item}");
+                    }
+                });
+                let config = Config::current()
+                    .with_workers(2)
+                    .with_parallel(parallel)
+                    .with_leaf_size(leaf)
+                    .with_progress_bars(false);
+                let result = match exact {
+                    true => config.scope(|| par_map_reduce_iter(items, &(), &job)),
+                    false => config.scope(|| par_map_reduce_iter(items.filter(|_| true), &(), &job)),
+                };
+                result.map(f64::to_bits).map_err(|err| (err.index(), err.to_string()))
+            };
+            for exact in [true, false] {
+                let expected = run(false, exact);
+                job.caller_computed.store(false, std::sync::atomic::Ordering::Relaxed);
+                let found = run(true, exact);
+                assert_eq!(
+                    found, expected,
+                    "leaf {leaf}, exact {exact}, stop above {stop_above}, panics {compute_panic:?} {input_panic:?}"
+                );
+                caller_folded |= job.caller_computed.load(std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+    assert!(caller_folded, "the calling thread never folded in place");
+}

@@ -235,6 +235,11 @@ impl Finished {
         }
     }
 
+    /// Whether the work is done, without waiting.
+    pub(crate) fn is_done(&self) -> bool {
+        *self.done.lock()
+    }
+
     /// Wait up to `timeout`; whether the work is done.
     fn wait(&self, timeout: Duration) -> bool {
         let mut done = self.done.lock();

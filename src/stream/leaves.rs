@@ -119,6 +119,41 @@ impl Cursor {
         }
     }
 
+    /// The first leaf no batch has started and its first item, if no leaf
+    /// is open: the items from there on can be folded leaf by leaf.
+    pub(crate) fn at_leaf_start(&self) -> Option<(usize, usize)> {
+        match self.open {
+            None => Some((self.next_leaf, self.next_start)),
+            Some(_) => None,
+        }
+    }
+
+    /// The sizes of the leaves.
+    pub(crate) fn leaves(&self) -> StreamLeaves {
+        self.leaves
+    }
+
+    /// How long to make the batch of up to `len` items from `first` on (the
+    /// next one) so that it ends where a leaf does: the longest such length
+    /// of at least `len / 2`, or else `len`.
+    pub(crate) fn len_to_leaf_end(&self, first: usize, len: usize) -> usize {
+        let end = first + len;
+        let (mut leaf, mut leaf_end) = match self.open {
+            Some((_, leaf_end)) => (self.next_leaf, leaf_end),
+            None => (self.next_leaf + 1, self.next_start + self.leaves.size(self.next_leaf)),
+        };
+        let mut best = None;
+        while leaf_end <= end {
+            best = Some(leaf_end);
+            leaf_end += self.leaves.size(leaf);
+            leaf += 1;
+        }
+        match best {
+            Some(best) if best - first >= len / 2 => best - first,
+            _ => len,
+        }
+    }
+
     /// Cut the batch of the `len` items from `first` on (batches come in
     /// order, each right after the one before).
     pub(crate) fn cut(&mut self, first: usize, len: usize) -> Cut {
@@ -254,5 +289,24 @@ mod tests {
             }
         );
         assert_eq!(cursor.cut(20, 80).continued, Some(segment(0, 20, 80, true)));
+    }
+
+    #[test]
+    fn batches_can_be_made_to_end_where_a_leaf_does() {
+        let mut cursor = Cursor::new(StreamLeaves::new(4, None));
+        assert_eq!(cursor.at_leaf_start(), Some((0, 0)));
+        assert_eq!(cursor.len_to_leaf_end(0, 10), 8);
+        // No leaf ends in the second half: as asked.
+        assert_eq!(cursor.len_to_leaf_end(0, 3), 3);
+        cursor.cut(0, 10);
+        assert_eq!(cursor.at_leaf_start(), None);
+        // The open leaf 8..12 ends at 12, the next one at 16.
+        assert_eq!(cursor.len_to_leaf_end(10, 7), 6);
+        assert_eq!(cursor.len_to_leaf_end(10, 3), 2);
+        cursor.cut(10, 6);
+        assert_eq!(cursor.at_leaf_start(), Some((4, 16)));
+        // Growing leaves: 16 of one item, then of two.
+        let cursor = Cursor::new(StreamLeaves::new(0, None));
+        assert_eq!(cursor.len_to_leaf_end(0, 21), 20);
     }
 }

@@ -5,8 +5,19 @@
 //! pool folds the batch before it. Batches hold leaves of the fixed tree
 //! (see [`leaves`]), a leaf possibly spanning batches; the calling thread
 //! pushes the leaves, in order, onto the tree's stack. The batch buffers
-//! are reused for the whole run, so memory stays flat however long the
-//! iterator is.
+//! are allocated once, at their full length, and reused for the whole run,
+//! so memory stays flat however long the iterator is.
+//!
+//! Copying an item into a batch and reading it back costs about as much as
+//! a tiny item's own work, so while the pool folds its batches the calling
+//! thread does not wait: it reads the leaves after them straight into their
+//! folders and folds them itself, with no batch (`Reader::fold_in_place`),
+//! until the pool is done with its oldest batch and needs the next one.
+//! Batches are cut where a leaf ends for that (`Cursor::len_to_leaf_end`).
+//! Capped streams (the item in hand would be one more alive), durable ones
+//! (whose batches are sized to their block time) and items slower than
+//! `IN_PLACE_ITEM_TIME` (copying costs nothing next to them, and an item
+//! folded here is one the pool may wait for) are only read into batches.
 //!
 //! What a stream keeps in memory, and by which rule, is documented on
 //! [`par_map_reduce_iter`] ("Memory"): at most `IN_FLIGHT` batches alive,
@@ -14,6 +25,7 @@
 //! `Config::with_stream_buffer` cap), each handed over when full or after
 //! `BATCH_READ_TIME` of reading (`Reader::fill`).
 
+use std::cell::Cell;
 use std::ops::ControlFlow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
@@ -30,7 +42,7 @@ use rayon::iter::IndexedParallelIterator;
 use crate::cancel::{self, Shortcircuit, TaskFrame, FIRST_POSITION};
 use crate::config::Config;
 use crate::engine::prefix::{Done, Prefix};
-use crate::engine::tree::{Event, Node, Stack};
+use crate::engine::tree::{Event, Node, Stack, LEAF_MAX};
 use crate::engine::{self, into_value, MapReduceConsumer, MapReduceFolder, Part, Run};
 use crate::error::{catch_panic, Error, Panic};
 use crate::job::MapReduce;
@@ -61,13 +73,19 @@ const BATCH_READ_TIME: Duration = Duration::from_millis(4);
 const CHUNK_TIME: Duration = Duration::from_micros(250);
 /// The longest chunk: `Vec::extend` reads it without per-item checks.
 const MAX_CHUNK: usize = 1024;
+/// The calling thread folds items in place only while they take less than
+/// this each (on average over a chunk): copying costs nothing next to
+/// slower items, and an item folded here is one the pool may wait for.
+const IN_PLACE_ITEM_TIME: Duration = Duration::from_micros(10);
 
 /// Parallel run over a plain `Iterator` of any length, even unbounded until
 /// a `Break`: read in order, in bounded batches, on the calling thread (the
-/// iterator need not be `Send`); memory does not grow with the length; same
+/// iterator need not be `Send`), which also folds fast items itself, read in
+/// place, while the pool folds the batches; memory does not grow with the length; same
 /// result as [`seq_map_reduce`](crate::seq_map_reduce) for jobs whose merge
 /// law holds. Reading stops soon after a `Break` (at most two batches
-/// ahead).
+/// ahead, and the fast items this thread folded in place before the
+/// `Break` was known).
 ///
 /// **The same bits everywhere.** Items are folded in leaves joined by the
 /// fixed tree of the crate docs ("Reproducible reductions"), so the answer
@@ -96,7 +114,11 @@ const MAX_CHUNK: usize = 1024;
 /// Each item takes `size_of::<T>()` bytes inline in its batch plus whatever
 /// it owns (a `Vec`'s heap buffer, a file handle). A worker takes an item
 /// from its batch to hand it to `compute`, which owns it from then on (and
-/// drops it on return, unless its output keeps it).
+/// drops it on return, unless its output keeps it). While two batches are
+/// folded, the calling thread may fold the items after them itself, one at
+/// a time straight from the iterator, without a batch: one item more in
+/// `compute` (not under a [`Config::with_stream_buffer`] cap, which then
+/// counts every item alive).
 ///
 /// - **Automatically** (the default): `N = 2` and
 ///   `L = clamp(4 MiB / size_of::<T>(), 64, 2^20)`, so the batches take at
@@ -248,7 +270,6 @@ where
     J: MapReduce<I::Item, C>,
 {
     let started = std::time::Instant::now();
-    let mut items = items;
     let Start { total, mut prefix } = start;
     let resume = prefix.as_deref_mut().map(|prefix| prefix.start());
     let tally = Tally::new();
@@ -267,6 +288,8 @@ where
     };
     let leaves = StreamLeaves::new(config.leaf_size(), total);
     let durable = Durable { resume, prefix };
+    // Owned where it is read, so that folding in place can take it by value.
+    let mut items = Some(items);
     let outcome = fold_batches(
         &mut items,
         ctx,
@@ -311,11 +334,19 @@ struct Slot<T, A> {
 /// its buffer, which still holds the items that continue an open leaf.
 type Folded<T, A> = (Vec<Part<A>>, Vec<T>);
 
-/// A batch on its way: its slot, and how it is cut into leaves.
-struct Pending {
-    slot: usize,
+/// A batch on its way: who folds it, and how it is cut into leaves.
+struct Pending<A> {
+    work: Work<A>,
     cut: Cut,
-    spawned_at: Instant,
+}
+
+/// Who folds a batch.
+enum Work<A> {
+    /// The pool: the batch's slot, and when it was handed over.
+    Pool { slot: usize, spawned_at: Instant },
+    /// This thread, reading in place while the pool folded: the parts of
+    /// the leaves that start in it, in order.
+    Here(Vec<Part<A>>),
 }
 
 /// Read batches in order and fold them on the pool, `in_flight` at a time.
@@ -328,7 +359,7 @@ struct Pending {
 /// tree's: the same bits whatever the batches, the workers or the timing.
 #[allow(clippy::too_many_arguments)]
 fn fold_batches<I, C, J>(
-    items: I,
+    items: &mut Option<I>,
     ctx: &C,
     job: &J,
     config: &Config,
@@ -369,6 +400,11 @@ where
     // block on a signal, or a pool whose workers all do so would deadlock.
     let nested = pool::on_our_worker();
     let parallel = config.parallel();
+    // Whether this thread folds leaves in place while the pool folds: not
+    // under a `with_stream_buffer` cap (the item in hand would be one more
+    // alive), nor for a durable run (whose batches are sized to its block
+    // time), nor when it folds the batches itself.
+    let in_place = parallel && !nested && prefix.is_none() && config.stream_buffer() == 0;
     let outcome = pool::in_place_scope(workers, parallel, |scope| {
         let (in_flight, max_len) = batch_limits::<I::Item>(config.stream_buffer());
         let mut batch_len = (FIRST_BATCH_PER_WORKER * workers).min(max_len);
@@ -376,18 +412,27 @@ where
         // the pace of the batches before (and hold an item per worker).
         let mut durable_len = usize::MAX;
         let mut spare: Vec<Vec<I::Item>> = Vec::new();
-        // The batches spawned and not pushed yet, oldest first.
+        // The batches spawned or folded here and not pushed yet, oldest
+        // first, and how many of them are on the pool.
         let mut pending = std::collections::VecDeque::new();
+        let mut on_pool = 0;
         let mut spawned = 0usize;
         // A panic in the input, an event once the items before it are in.
         let mut read_error = None;
         let mut input_done = false;
         loop {
-            while !input_done && pending.len() < in_flight {
-                let mut batch = spare.pop().unwrap_or_default();
+            while !input_done && on_pool < in_flight {
+                // Each buffer is allocated once, at the longest batch: only
+                // the pages a batch writes are touched, and growing batches
+                // never copy or fault in a new buffer.
+                let mut batch = spare.pop().unwrap_or_else(|| Vec::with_capacity(max_len));
                 let first_index = reader.read;
-                let asked = batch_len;
-                batch.reserve(asked);
+                // A batch that ends where a leaf does lets this thread
+                // fold the leaves after it in place.
+                let asked = match in_place {
+                    true => cursor.len_to_leaf_end(first_index, batch_len),
+                    false => batch_len,
+                };
                 let read = reader.fill(&mut batch, asked, workers, Some((&state, &mut *monitor, tally)));
                 batch_len = (batch_len * 2).min(max_len).min(durable_len);
                 let exhausted = read.unwrap_or_else(|err| {
@@ -442,13 +487,48 @@ where
                     }
                 }
                 pending.push_back(Pending {
-                    slot: spawned % IN_FLIGHT,
+                    work: Work::Pool {
+                        slot: spawned % IN_FLIGHT,
+                        spawned_at: Instant::now(),
+                    },
                     cut,
-                    spawned_at: Instant::now(),
                 });
                 spawned += 1;
+                on_pool += 1;
             }
-            let Some(Pending { slot, cut, spawned_at }) = pending.pop_front() else {
+            // While the pool folds, this thread folds the leaves after its
+            // batches straight from the iterator (no copy), until the
+            // oldest batch is done and the pool needs the next one.
+            let oldest = pending.iter().find_map(|pending| match pending.work {
+                Work::Pool { slot, .. } => Some(&slots[slot].finished),
+                Work::Here(_) => None,
+            });
+            if let (true, false, Some(oldest), Some(first_leaf)) =
+                (in_place && reader.fast, input_done, oldest, cursor.at_leaf_start())
+            {
+                let first_index = reader.read;
+                let (parts, read) = reader.fold_in_place(
+                    &run,
+                    cursor.leaves(),
+                    first_leaf,
+                    || oldest.is_done(),
+                    (&state, &mut *monitor, tally),
+                );
+                let exhausted = read.unwrap_or_else(|err| {
+                    read_error = Some(err);
+                    true
+                });
+                input_done = exhausted || state.has_event();
+                if reader.read > first_index {
+                    let cut = cursor.cut(first_index, reader.read - first_index);
+                    debug_assert_eq!(cut.segments.len(), parts.len());
+                    pending.push_back(Pending {
+                        work: Work::Here(parts),
+                        cut,
+                    });
+                }
+            }
+            let Some(Pending { work, cut }) = pending.pop_front() else {
                 if state.is_stopped() {
                     // Reading stopped early: the open leaf is not complete.
                     if let Some(prefix) = prefix.as_deref_mut() {
@@ -472,7 +552,25 @@ where
                 }
                 return stack.finish(&run, || catch_panic(|| job.empty_result(ctx)));
             };
-            let slot = &slots[slot];
+            let (slot, spawned_at) = match work {
+                Work::Pool { slot, spawned_at } => (&slots[slot], spawned_at),
+                Work::Here(parts) => {
+                    if state.is_stopped() {
+                        // Folding stopped early: what it holds is not a prefix.
+                        return run.settle(Err(Error::Cancelled));
+                    }
+                    for (segment, part) in cut.segments.into_iter().zip(parts) {
+                        place(&run, &mut stack, &mut open, segment, part);
+                    }
+                    if stack.has_ended() {
+                        let outcome = stack.finish(&run, || catch_panic(|| job.empty_result(ctx)));
+                        state.abort();
+                        return outcome;
+                    }
+                    continue;
+                }
+            };
+            on_pool -= 1;
             match (monitor.as_mut(), tally) {
                 (Some(monitor), Some(tally)) => {
                     monitor.watch(tally, &slot.finished);
@@ -484,6 +582,12 @@ where
                     slot.finished.wait_done();
                 }
                 _ => slot.finished.wait_done(),
+            }
+            // Fast items, as the pool folded them (a bound: the batch may
+            // have waited here): this thread may fold in place.
+            let pool_items = cut.segments.iter().map(|segment| segment.len).sum::<usize>();
+            if pool_items > 0 {
+                reader.fast = spawned_at.elapsed() * workers as u32 / pool_items as u32 <= IN_PLACE_ITEM_TIME;
             }
             let (parts, mut buffer) = slot
                 .folded
@@ -654,21 +758,125 @@ fn max_batch_len<T>() -> usize {
 }
 
 /// Reads the user's iterator, counting what it has read.
-struct Reader<I> {
-    items: I,
+struct Reader<'i, I> {
+    /// The iterator, at home between reads (folding in place takes it).
+    items: &'i mut Option<I>,
     read: usize,
     /// Items read between two looks at the clock: doubled while a chunk
     /// takes under half of `CHUNK_TIME`, cut to fit it when it takes longer.
     chunk: usize,
+    /// The same for items read and folded in place.
+    fold_chunk: usize,
+    /// Whether items are fast enough to fold in place
+    /// ([`IN_PLACE_ITEM_TIME`]), as the last batch folded on the pool or the
+    /// last chunk folded in place says: not known before one is.
+    fast: bool,
 }
 
-impl<I: Iterator> Reader<I> {
-    fn new(items: I) -> Self {
+impl<'i, I: Iterator> Reader<'i, I> {
+    fn new(items: &'i mut Option<I>) -> Self {
         Reader {
             items,
             read: 0,
             chunk: 1,
+            fold_chunk: 1,
+            fast: false,
         }
+    }
+
+    /// Fold the leaves from `first_leaf` (its index and first item) on
+    /// straight from the iterator, on this thread, with no batch: each leaf
+    /// from `empty_result`, its items in order, as a worker would. Stops
+    /// once `stop` says so (asked between chunks of items, sized like
+    /// `fill`'s), at the end of the iterator, or once the run has an event.
+    /// The parts of the leaves begun, in order (the last one possibly
+    /// incomplete), and, as for `fill`, whether the iterator has ended or
+    /// its panic with the index of the item being read.
+    fn fold_in_place<J, C>(
+        &mut self,
+        run: &Run<'_, I::Item, J, C>,
+        leaves: StreamLeaves,
+        first_leaf: (usize, usize),
+        mut stop: impl FnMut() -> bool,
+        folding: Folding<'_>,
+    ) -> (Vec<Part<J::Acc>>, Result<bool, Error>)
+    where
+        J: MapReduce<I::Item, C>,
+        C: Sync + ?Sized,
+    {
+        let (state, monitor, tally) = folding;
+        let (mut leaf, mut start) = first_leaf;
+        let items = &mut *self.items;
+        let chunk_len = &mut self.fold_chunk;
+        // The reads, each with its panic caught (which costs nothing unless
+        // one happens): a panicking iterator ends the source, the folder
+        // keeps its items so far.
+        let ends = Ends::default();
+        let mut read = 0;
+        let mut parts = Vec::new();
+        'leaves: while self.fast && !stop() && !state.has_event() {
+            // A leaf begins with an item read: none folds from nothing.
+            let Some(first) = InPlace::new(&mut *items, 1, &ends).next() else {
+                break;
+            };
+            read += 1;
+            let size = leaves.size(leaf);
+            let mut folder = MapReduceConsumer::new(run, Some(start)).into_folder();
+            let mut in_leaf = 1;
+            let mut first = Some(first);
+            loop {
+                // The first chunk holds the item read first.
+                let room = size - in_leaf + usize::from(first.is_some());
+                let chunk = (*chunk_len).min(room);
+                let started = Instant::now();
+                let (folded, asked) = match first.take() {
+                    Some(first) => {
+                        let rest = InPlace::new(&mut *items, chunk - 1, &ends);
+                        (folder.consume_iter(std::iter::once(first).chain(rest)), chunk - 1)
+                    }
+                    None => (folder.consume_iter(InPlace::new(&mut *items, chunk, &ends)), chunk),
+                };
+                folder = folded;
+                let took = started.elapsed();
+                let chunk_read = asked - ends.unread.get();
+                read += chunk_read;
+                in_leaf += chunk_read;
+                self.fast = took <= IN_PLACE_ITEM_TIME * chunk as u32;
+                if took > CHUNK_TIME {
+                    let fits = chunk as u128 * CHUNK_TIME.as_nanos() / took.as_nanos().max(1);
+                    *chunk_len = (fits as usize).max(1);
+                } else if took < CHUNK_TIME / 2 && chunk == *chunk_len {
+                    *chunk_len = (chunk * 2).min(LEAF_MAX);
+                }
+                debug_assert!(in_leaf <= size, "a leaf folds at most its size");
+                let over = ends.ended.get() || folder.full();
+                if in_leaf == size && !over {
+                    parts.push(folder.complete().part);
+                    leaf += 1;
+                    start += size;
+                    continue 'leaves;
+                }
+                if !over {
+                    if let (Some(monitor), Some(tally)) = (monitor.as_mut(), tally) {
+                        monitor.tick(tally);
+                        if monitor.failed() {
+                            // The sink panicked: nothing more is read.
+                            state.abort();
+                        }
+                    }
+                }
+                if over || !self.fast || state.has_event() || stop() {
+                    parts.push(folder.complete().part);
+                    break 'leaves;
+                }
+            }
+        }
+        self.read += read;
+        let outcome = match ends.panicked.into_inner() {
+            Some(payload) => Err(Panic::new(Some(self.read), payload).into()),
+            None => Ok(ends.ended.get()),
+        };
+        (parts, outcome)
     }
 
     /// Append items to `batch` until it holds `len`, or fewer when the time
@@ -685,7 +893,9 @@ impl<I: Iterator> Reader<I> {
         min_len: usize,
         folding: Option<Folding<'_>>,
     ) -> Result<bool, Error> {
-        let items = &mut self.items;
+        let Some(items) = self.items.as_mut() else {
+            unreachable!("the iterator is at home between reads")
+        };
         let chunk_len = &mut self.chunk;
         let mut folding = folding;
         let start = batch.len();
@@ -738,6 +948,74 @@ impl<I: Iterator> Reader<I> {
     }
 }
 
+/// Up to `left` items read from the iterator as they are folded, each read
+/// with its panic caught (which costs nothing unless one happens): a panic
+/// ends them as the iterator's end does, and the items before it stay
+/// folded. The iterator is taken from its home by value and the count kept
+/// here, so that both can stay in registers while the items are folded;
+/// on drop, the iterator goes home and how many items were left unread is
+/// told.
+struct InPlace<'a, I: Iterator> {
+    items: Option<I>,
+    home: &'a mut Option<I>,
+    left: usize,
+    ends: &'a Ends,
+}
+
+/// How reading in place ended.
+#[derive(Default)]
+struct Ends {
+    /// Of the last [`InPlace`]'s items, those not read.
+    unread: Cell<usize>,
+    /// Whether the iterator has ended (or panicked).
+    ended: Cell<bool>,
+    panicked: Cell<Option<Box<dyn std::any::Any + Send>>>,
+}
+
+impl<'a, I: Iterator> InPlace<'a, I> {
+    fn new(home: &'a mut Option<I>, left: usize, ends: &'a Ends) -> Self {
+        InPlace {
+            items: home.take(),
+            home,
+            left,
+            ends,
+        }
+    }
+}
+
+impl<I: Iterator> Iterator for InPlace<'_, I> {
+    type Item = I::Item;
+
+    #[inline]
+    fn next(&mut self) -> Option<I::Item> {
+        let (true, Some(items)) = (self.left > 0, self.items.as_mut()) else {
+            return None;
+        };
+        match catch_unwind(AssertUnwindSafe(|| items.next())) {
+            Ok(Some(item)) => {
+                self.left -= 1;
+                Some(item)
+            }
+            Ok(None) => {
+                self.ends.ended.set(true);
+                None
+            }
+            Err(payload) => {
+                self.ends.ended.set(true);
+                self.ends.panicked.set(Some(payload));
+                None
+            }
+        }
+    }
+}
+
+impl<I: Iterator> Drop for InPlace<'_, I> {
+    fn drop(&mut self) {
+        *self.home = self.items.take();
+        self.ends.unread.set(self.left);
+    }
+}
+
 /// What the reader looks at while a batch is folded: the batch's state, and
 /// the run's progress display.
 type Folding<'a> = (&'a Shortcircuit, &'a mut Option<Monitor>, Option<&'a Tally>);
@@ -775,7 +1053,8 @@ mod tests {
     #[test]
     fn the_time_rule_hands_over_slow_batches_early() {
         // 1 ms per item: 4 ms of reading hold a handful of items, far from 1000.
-        let mut reader = Reader::new(slow(1000, Duration::from_millis(1)));
+        let mut items = Some(slow(1000, Duration::from_millis(1)));
+        let mut reader = Reader::new(&mut items);
         let mut batch = Vec::new();
         assert!(!reader.fill(&mut batch, 1000, 2, None).unwrap());
         // At least `min_len` (2) items; far fewer than asked, however loaded
@@ -786,7 +1065,8 @@ mod tests {
         assert_eq!(reader.chunk, 1);
         // The time rule waits for `min_len` items, however slow.
         let mut batch = Vec::new();
-        let mut reader = Reader::new(slow(1000, Duration::from_millis(3)));
+        let mut items = Some(slow(1000, Duration::from_millis(3)));
+        let mut reader = Reader::new(&mut items);
         assert!(!reader.fill(&mut batch, 1000, 5, None).unwrap());
         assert_eq!(batch.len(), 5);
     }
@@ -794,7 +1074,8 @@ mod tests {
     #[test]
     fn fast_batches_fill_and_the_end_is_reported() {
         // `min_len = len`: no time rule, however loaded the machine.
-        let mut reader = Reader::new(0..10_000u64);
+        let mut items = Some(0..10_000u64);
+        let mut reader = Reader::new(&mut items);
         let mut batch = Vec::new();
         assert!(!reader.fill(&mut batch, 5000, 5000, None).unwrap());
         assert_eq!(batch, (0..5000).collect::<Vec<_>>());
@@ -807,7 +1088,8 @@ mod tests {
         assert!(batch.is_empty());
         assert_eq!(reader.read, 10_000);
         // An empty iterator ends at once.
-        let mut empty = Reader::new(std::iter::empty::<u64>());
+        let mut items = Some(std::iter::empty::<u64>());
+        let mut empty = Reader::new(&mut items);
         assert!(empty.fill(&mut Vec::new(), 10, 1, None).unwrap());
     }
 }

@@ -17,24 +17,21 @@ impl Tmux {
 
     /// [`start`](Self::start) in a pane `columns` wide.
     pub fn start_sized(name: &str, command: &str, columns: u16) -> Tmux {
+        Tmux::new_session(name, false, columns, &format!("{command}; echo EXIT=$?; sleep 60"))
+    }
+
+    /// A detached session named after `name` and this process, `columns`
+    /// wide and 50 high, running `command`; `history`: whether
+    /// [`capture`](Self::capture) includes the lines scrolled off.
+    fn new_session(name: &str, history: bool, columns: u16, command: &str) -> Tmux {
         let tmux = Tmux {
             socket: format!("mapreduce-test-{}-{name}", std::process::id()),
-            history: false,
+            history,
         };
         let status = Command::new("tmux")
-            .args([
-                "-L",
-                &tmux.socket,
-                "-f",
-                "/dev/null",
-                "new-session",
-                "-d",
-                "-x",
-                &columns.to_string(),
-                "-y",
-                "50",
-            ])
-            .arg(format!("{command}; echo EXIT=$?; sleep 60"))
+            .args(["-L", &tmux.socket, "-f", "/dev/null", "new-session", "-d", "-x"])
+            .arg(columns.to_string())
+            .args(["-y", "50", command])
             .env("TERM", "xterm-256color")
             .env_remove("RUST_LOG")
             .status()
@@ -50,29 +47,12 @@ impl Tmux {
     /// foreground, not the shell, and the same command can be typed again.
     /// [`capture`](Self::capture) includes the lines scrolled off.
     pub fn shell(name: &str) -> Tmux {
-        let tmux = Tmux {
-            socket: format!("mapreduce-test-{}-{name}", std::process::id()),
-            history: true,
-        };
-        let status = Command::new("tmux")
-            .args([
-                "-L",
-                &tmux.socket,
-                "-f",
-                "/dev/null",
-                "new-session",
-                "-d",
-                "-x",
-                "150",
-                "-y",
-                "50",
-                "PS1='$ ' HISTFILE=/dev/null bash --norc --noprofile -i",
-            ])
-            .env("TERM", "xterm-256color")
-            .env_remove("RUST_LOG")
-            .status()
-            .expect("tmux runs");
-        assert!(status.success(), "tmux new-session failed");
+        let tmux = Tmux::new_session(
+            name,
+            true,
+            150,
+            "PS1='$ ' HISTFILE=/dev/null bash --norc --noprofile -i",
+        );
         // Keys typed before the shell is ready could be lost.
         tmux.wait_for("the shell's prompt", |lines| {
             lines.last().is_some_and(|line| line == "$")

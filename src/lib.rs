@@ -302,7 +302,7 @@
 //! # Long runs (feature `durable`)
 //!
 //! With the `durable` cargo feature,
-//! [`durable::par_map_reduce_durable`](crate::durable) and
+//! `durable::par_map_reduce_durable` and
 //! `durable::par_map_reduce_iter_durable` save a run's completed prefix (the
 //! leaves of the fixed tree done, and their pending accumulators) to a
 //! checkpoint file every interval, on Ctrl-C, SIGTERM or SIGUSR1 when asked,

@@ -25,17 +25,15 @@
 //! disk costs nothing), which separates the disk's share from the rest.
 
 use std::hint::black_box;
-use std::ops::ControlFlow::{self, Continue};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-#[allow(dead_code)] // `busy` is not used here
 mod common;
 
-use common::splitmix64;
+use common::{splitmix64, Mix};
 use criterion::{criterion_group, BenchmarkGroup, Criterion, SamplingMode};
 use mapreduce::durable::{par_map_reduce_durable, Checkpoint};
-use mapreduce::{par_map_reduce_in_order, Config, MapReduce};
+use mapreduce::{par_map_reduce_in_order, Config};
 use rayon::prelude::*;
 
 /// Worker threads of every run.
@@ -45,27 +43,6 @@ const WORKERS: isize = 2;
 const TINY_ITEMS: u64 = 20_000_000;
 /// A run long enough for the interval to matter (spec §6, "Cost figures").
 const LONG_ITEMS: u64 = 2_000_000_000;
-
-/// The wrapping sum of `splitmix64` over the items (as in `benches/engine.rs`).
-struct Mix;
-
-impl MapReduce<u64> for Mix {
-    type Output = u64;
-    type Acc = u64;
-
-    fn empty_result(&self, _: &()) -> u64 {
-        0
-    }
-    fn compute(&self, item: u64, _: &()) -> u64 {
-        splitmix64(item)
-    }
-    fn process_result(&self, new: u64, acc: u64) -> ControlFlow<u64, u64> {
-        Continue(acc.wrapping_add(new))
-    }
-    fn merge(&self, left: u64, right: u64) -> ControlFlow<u64, u64> {
-        Continue(left.wrapping_add(right))
-    }
-}
 
 /// The indexed input: `0..n` as a `usize` range mapped to `u64`.
 fn indexed(n: u64) -> impl IndexedParallelIterator<Item = u64> {

@@ -1,6 +1,11 @@
 //! Work items shared by the benches.
+// Each bench uses some of these.
+#![allow(dead_code)]
 
 use std::hint::black_box;
+use std::ops::ControlFlow::{self, Continue};
+
+use mapreduce::MapReduce;
 
 /// The standard splitmix64 finalizer (Steele, Lea and Flood): a bijection.
 #[inline]
@@ -19,4 +24,25 @@ pub fn busy(item: u64, rounds: u64) -> u64 {
         x = splitmix64(black_box(x));
     }
     x
+}
+
+/// The wrapping sum of `splitmix64` over the items.
+pub struct Mix;
+
+impl MapReduce<u64> for Mix {
+    type Output = u64;
+    type Acc = u64;
+
+    fn empty_result(&self, _: &()) -> u64 {
+        0
+    }
+    fn compute(&self, item: u64, _: &()) -> u64 {
+        splitmix64(item)
+    }
+    fn process_result(&self, new: u64, acc: u64) -> ControlFlow<u64, u64> {
+        Continue(acc.wrapping_add(new))
+    }
+    fn merge(&self, left: u64, right: u64) -> ControlFlow<u64, u64> {
+        Continue(left.wrapping_add(right))
+    }
 }

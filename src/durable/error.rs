@@ -36,7 +36,8 @@ pub enum CheckpointProblem {
         doing: &'static str,
         source: std::io::Error,
     },
-    /// Another process holds it (its lock file, `<path>.lock`, is locked).
+    /// Another run holds it, in this process or another (its lock file,
+    /// `<path>.lock`, is locked).
     Locked,
     /// The path is a directory.
     IsADirectory,
@@ -109,7 +110,7 @@ impl fmt::Display for CheckpointError {
             CheckpointProblem::Io { doing, source } => write!(f, "{doing}: {source}"),
             CheckpointProblem::Locked => write!(
                 f,
-                "another process is using it (its lock file {}.lock is held)",
+                "another run is using it, in this process or another (its lock file {}.lock is held)",
                 self.path.display()
             ),
             CheckpointProblem::IsADirectory => write!(f, "is a directory, not a file"),

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{busy, splitmix64, Mix};
+use common::{busy, splitmix64, Mix, MixUntil};
 use criterion::{criterion_group, BenchmarkGroup, Criterion, SamplingMode};
 use mapreduce::{par_map_reduce, par_map_reduce_in_order, par_map_reduce_iter, Config, MapReduce};
 use rayon::prelude::*;
@@ -136,34 +136,6 @@ fn rayon_sum_indexed(n: u64, f: impl Fn(u64) -> u64 + Sync + Send) -> u64 {
 /// A plain sequential loop.
 fn sequential_sum(items: Range<u64>, f: impl Fn(u64) -> u64) -> u64 {
     items.fold(0u64, |acc, i| acc.wrapping_add(f(i)))
-}
-
-/// [`Mix`], but the run breaks once item `at` is folded in.
-struct MixUntil {
-    at: u64,
-}
-
-impl MapReduce<u64> for MixUntil {
-    type Output = (u64, u64);
-    type Acc = u64;
-
-    fn empty_result(&self, _: &()) -> u64 {
-        0
-    }
-    fn compute(&self, item: u64, _: &()) -> (u64, u64) {
-        (item, splitmix64(item))
-    }
-    fn process_result(&self, (item, hash): (u64, u64), acc: u64) -> ControlFlow<u64, u64> {
-        let acc = acc.wrapping_add(hash);
-        if item == self.at {
-            Break(acc)
-        } else {
-            Continue(acc)
-        }
-    }
-    fn merge(&self, left: u64, right: u64) -> ControlFlow<u64, u64> {
-        Continue(left.wrapping_add(right))
-    }
 }
 
 /// The wrapping sum of [`busy`] over the items.

@@ -21,13 +21,13 @@
 
 use std::hint::black_box;
 use std::io::IsTerminal;
-use std::ops::ControlFlow::{self, Break, Continue};
+use std::ops::ControlFlow::{self, Continue};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{busy, splitmix64};
+use common::{busy, MixUntil};
 use criterion::{criterion_group, Criterion, SamplingMode};
 use mapreduce::rayon::prelude::*;
 use mapreduce::{par_map_reduce, par_map_reduce_in_order, Config, MapReduce, ProgressSink};
@@ -63,42 +63,10 @@ impl MapReduce<u64> for Mix {
     }
 }
 
-/// A search: the wrapping sum of `splitmix64` over the items, breaking at
-/// item `at` (a third of the way).
-struct Search {
-    at: u64,
-}
-
-impl MapReduce<u64> for Search {
-    type Output = (u64, u64);
-    type Acc = u64;
-
-    fn description(&self) -> &str {
-        "Searching"
-    }
-    fn empty_result(&self, _: &()) -> u64 {
-        0
-    }
-    fn compute(&self, item: u64, _: &()) -> (u64, u64) {
-        (item, splitmix64(item))
-    }
-    fn process_result(&self, (item, hash): (u64, u64), acc: u64) -> ControlFlow<u64, u64> {
-        let acc = acc.wrapping_add(hash);
-        if item == self.at {
-            Break(acc)
-        } else {
-            Continue(acc)
-        }
-    }
-    fn merge(&self, left: u64, right: u64) -> ControlFlow<u64, u64> {
-        Continue(left.wrapping_add(right))
-    }
-}
-
 /// The in-order search of `items` items under the config in force.
 fn search(items: u64) -> u64 {
     let indexed = (0..black_box(items) as usize).into_par_iter().map(|i| i as u64);
-    par_map_reduce_in_order(indexed, &(), Search { at: items / 3 }).unwrap()
+    par_map_reduce_in_order(indexed, &(), MixUntil { at: items / 3 }).unwrap()
 }
 
 /// A sink that only counts what it is told.

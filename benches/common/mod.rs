@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::hint::black_box;
-use std::ops::ControlFlow::{self, Continue};
+use std::ops::ControlFlow::{self, Break, Continue};
 
 use mapreduce::MapReduce;
 
@@ -41,6 +41,38 @@ impl MapReduce<u64> for Mix {
     }
     fn process_result(&self, new: u64, acc: u64) -> ControlFlow<u64, u64> {
         Continue(acc.wrapping_add(new))
+    }
+    fn merge(&self, left: u64, right: u64) -> ControlFlow<u64, u64> {
+        Continue(left.wrapping_add(right))
+    }
+}
+
+/// A search: the wrapping sum of `splitmix64` over the items, breaking at
+/// item `at`.
+pub struct MixUntil {
+    pub at: u64,
+}
+
+impl MapReduce<u64> for MixUntil {
+    type Output = (u64, u64);
+    type Acc = u64;
+
+    fn description(&self) -> &str {
+        "Searching"
+    }
+    fn empty_result(&self, _: &()) -> u64 {
+        0
+    }
+    fn compute(&self, item: u64, _: &()) -> (u64, u64) {
+        (item, splitmix64(item))
+    }
+    fn process_result(&self, (item, hash): (u64, u64), acc: u64) -> ControlFlow<u64, u64> {
+        let acc = acc.wrapping_add(hash);
+        if item == self.at {
+            Break(acc)
+        } else {
+            Continue(acc)
+        }
     }
     fn merge(&self, left: u64, right: u64) -> ControlFlow<u64, u64> {
         Continue(left.wrapping_add(right))

@@ -8,6 +8,8 @@
 //! …, doubling every 16 leaves, up to 16,384 items (from leaf 224 on, item
 //! 1,835,008). `Config::with_leaf_size` fixes them.
 
+use std::time::{Duration, Instant};
+
 use rayon::iter::plumbing::{Consumer, Folder, Producer, ProducerCallback};
 
 use crate::engine::tree::{self, LEAF_MAX};
@@ -154,6 +156,25 @@ impl Cursor {
         }
     }
 
+    /// How long to make the batch from `first` on (the next one) so that
+    /// the leaves that start in it (those the pool folds; the rest of an
+    /// open leaf is this thread's) hold at least `want` items and two
+    /// leaves, and it ends where a leaf does.
+    pub(crate) fn len_for_pool(&self, first: usize, want: usize) -> usize {
+        let (mut leaf, mut end) = match self.open {
+            Some((_, leaf_end)) => (self.next_leaf, leaf_end),
+            None => (self.next_leaf, self.next_start),
+        };
+        let pool_start = end;
+        let mut leaves = 0;
+        while leaves < 2 || end - pool_start < want {
+            end += self.leaves.size(leaf);
+            leaf += 1;
+            leaves += 1;
+        }
+        end - first
+    }
+
     /// Cut the batch of the `len` items from `first` on (batches come in
     /// order, each right after the one before).
     pub(crate) fn cut(&mut self, first: usize, len: usize) -> Cut {
@@ -191,11 +212,15 @@ impl Cursor {
     }
 }
 
-/// Fold the segments of a batch, whose items `producer` holds, in parallel:
-/// each leaf from `empty_result`, left to right. Their parts, in order.
+/// Fold the segments of a batch, whose items `producer` holds, in parallel
+/// on at most `threads` threads: each leaf from `empty_result`, left to
+/// right. Their parts, in order, and the time the threads spent folding
+/// them, together (what the items cost, however long a thread took to join
+/// in).
 pub(crate) struct FoldSegments<'s, 'r, 'a, T, J: MapReduce<T, C>, C: ?Sized> {
     pub(crate) run: &'r Run<'a, T, J, C>,
     pub(crate) segments: &'s [Segment],
+    pub(crate) threads: usize,
 }
 
 impl<T, J, C> ProducerCallback<T> for FoldSegments<'_, '_, '_, T, J, C>
@@ -203,37 +228,51 @@ where
     J: MapReduce<T, C>,
     C: Sync + ?Sized,
 {
-    type Output = Vec<Part<J::Acc>>;
+    type Output = (Vec<Part<J::Acc>>, Duration);
 
-    fn callback<P: Producer<Item = T>>(self, producer: P) -> Vec<Part<J::Acc>> {
-        fold_segments(self.run, self.segments, producer)
+    fn callback<P: Producer<Item = T>>(self, producer: P) -> (Vec<Part<J::Acc>>, Duration) {
+        fold_segments(self.run, self.segments, producer, self.threads)
     }
 }
 
-fn fold_segments<P, T, J, C>(run: &Run<'_, T, J, C>, segments: &[Segment], producer: P) -> Vec<Part<J::Acc>>
+fn fold_segments<P, T, J, C>(
+    run: &Run<'_, T, J, C>,
+    segments: &[Segment],
+    producer: P,
+    threads: usize,
+) -> (Vec<Part<J::Acc>>, Duration)
 where
     P: Producer<Item = T>,
     J: MapReduce<T, C>,
     C: Sync + ?Sized,
 {
-    match segments {
-        [] => Vec::new(),
-        [segment] => {
-            let folder = MapReduceConsumer::new(run, Some(segment.start)).into_folder();
-            vec![folder.consume_iter(producer.into_iter()).complete().part]
-        }
-        _ => {
-            let middle = segments.len() / 2;
-            let left_items = segments[..middle].iter().map(|segment| segment.len).sum();
-            let (left, right) = producer.split_at(left_items);
-            let (mut left, right) = rayon::join(
-                || fold_segments(run, &segments[..middle], left),
-                || fold_segments(run, &segments[middle..], right),
-            );
-            left.extend(right);
-            left
-        }
+    if segments.len() < 2 || threads < 2 {
+        let started = Instant::now();
+        // One thread folds the segments, in order, each from its own part
+        // of the batch (owned, so that the loop keeps it in registers).
+        let mut rest = Some(producer);
+        let parts = segments
+            .iter()
+            .map(|segment| {
+                let producer = rest.take().unwrap_or_else(|| unreachable!("a producer per segment"));
+                let (items, after) = producer.split_at(segment.len);
+                rest = Some(after);
+                let folder = MapReduceConsumer::new(run, Some(segment.start)).into_folder();
+                folder.consume_iter(items.into_iter()).complete().part
+            })
+            .collect();
+        return (parts, started.elapsed());
     }
+    let middle = segments.len() / 2;
+    let left_items = segments[..middle].iter().map(|segment| segment.len).sum();
+    let (left, right) = producer.split_at(left_items);
+    let left_threads = threads / 2;
+    let ((mut left, left_took), (right, right_took)) = rayon::join(
+        || fold_segments(run, &segments[..middle], left, left_threads),
+        || fold_segments(run, &segments[middle..], right, threads - left_threads),
+    );
+    left.extend(right);
+    (left, left_took + right_took)
 }
 
 #[cfg(test)]

@@ -49,11 +49,13 @@ use crate::job::MapReduce;
 use crate::pool;
 use crate::progress::{self, Finished, Monitor, Tally};
 
+mod lane;
 mod leaves;
 
 #[cfg(feature = "durable")]
 pub(crate) use leaves::StreamLeaves as Leaves;
 
+use lane::Lane;
 use leaves::{Cursor, Cut, FoldSegments, Segment, StreamLeaves};
 
 /// The largest batch, in bytes of items inline (`size_of` each).
@@ -71,6 +73,15 @@ const BATCH_READ_TIME: Duration = Duration::from_millis(4);
 /// run's state and at its progress display; a chunk is sized to take about
 /// this long, within `1..=MAX_CHUNK` items.
 const CHUNK_TIME: Duration = Duration::from_micros(250);
+/// The same for items read and folded in place, which also looks at
+/// whether the pool is done with its oldest batch: shorter, so that the
+/// pool's next batch is read soon after.
+const IN_PLACE_CHUNK_TIME: Duration = Duration::from_micros(25);
+/// While this thread folds in place, the pool's batches (through a
+/// [`Lane`]) are sized to take about this long: long enough that handing
+/// one over costs little, short enough that the last one does not keep
+/// this thread waiting long at the end of the input.
+const LANE_BATCH_TIME: Duration = Duration::from_micros(250);
 /// The longest chunk: `Vec::extend` reads it without per-item checks.
 const MAX_CHUNK: usize = 1024;
 /// The calling thread folds items in place only while they take less than
@@ -296,7 +307,7 @@ where
         job,
         &config,
         workers,
-        leaves,
+        (leaves, total),
         watched,
         &mut monitor,
         durable,
@@ -330,9 +341,10 @@ struct Slot<T, A> {
     finished: Finished,
 }
 
-/// A folded batch: the parts of the leaves that start in it, in order, and
-/// its buffer, which still holds the items that continue an open leaf.
-type Folded<T, A> = (Vec<Part<A>>, Vec<T>);
+/// A folded batch: the parts of the leaves that start in it, in order, its
+/// buffer, which still holds the items that continue an open leaf, and the
+/// time its threads spent folding it, together.
+type Folded<T, A> = (Vec<Part<A>>, Vec<T>, Duration);
 
 /// A batch on its way: who folds it, and how it is cut into leaves.
 struct Pending<A> {
@@ -342,8 +354,13 @@ struct Pending<A> {
 
 /// Who folds a batch.
 enum Work<A> {
-    /// The pool: the batch's slot, and when it was handed over.
-    Pool { slot: usize, spawned_at: Instant },
+    /// The pool: the batch's slot, when it was handed over, and whether
+    /// through the lane.
+    Pool {
+        slot: usize,
+        spawned_at: Instant,
+        laned: bool,
+    },
     /// This thread, reading in place while the pool folded: the parts of
     /// the leaves that start in it, in order.
     Here(Vec<Part<A>>),
@@ -364,7 +381,7 @@ fn fold_batches<I, C, J>(
     job: &J,
     config: &Config,
     workers: usize,
-    leaves: StreamLeaves,
+    (leaves, total): (StreamLeaves, Option<usize>),
     tally: Option<&Tally>,
     monitor: &mut Option<Monitor>,
     durable: Durable<'_, J::Acc>,
@@ -403,14 +420,25 @@ where
     // Whether this thread folds leaves in place while the pool folds: not
     // under a `with_stream_buffer` cap (the item in hand would be one more
     // alive), nor for a durable run (whose batches are sized to its block
-    // time), nor when it folds the batches itself.
-    let in_place = parallel && !nested && prefix.is_none() && config.stream_buffer() == 0;
+    // time), nor when it folds the batches itself, nor on one worker (which
+    // the pool is).
+    let in_place = parallel && workers > 1 && !nested && prefix.is_none() && config.stream_buffer() == 0;
+    // While it does, it is one of the run's workers: the pool folds its
+    // batches one after another, on the others.
+    let lane = Lane::new();
+    let lane_threads = workers - 1;
     let outcome = pool::in_place_scope(workers, parallel, |scope| {
+        // However this closure ends, the lane's runner need not wait for
+        // more: the scope waits for it.
+        let _closing = Closing(&lane);
         let (in_flight, max_len) = batch_limits::<I::Item>(config.stream_buffer());
         let mut batch_len = (FIRST_BATCH_PER_WORKER * workers).min(max_len);
         // A durable run's batches take at most its `block_time` to fold, at
         // the pace of the batches before (and hold an item per worker).
         let mut durable_len = usize::MAX;
+        // Batches through the lane take about `LANE_BATCH_TIME` to fold, at
+        // the pace of the batches before.
+        let mut lane_len = 0;
         let mut spare: Vec<Vec<I::Item>> = Vec::new();
         // The batches spawned or folded here and not pushed yet, oldest
         // first, and how many of them are on the pool.
@@ -429,9 +457,20 @@ where
                 let first_index = reader.read;
                 // A batch that ends where a leaf does lets this thread
                 // fold the leaves after it in place.
-                let asked = match in_place {
-                    true => cursor.len_to_leaf_end(first_index, batch_len),
-                    false => batch_len,
+                let laned = in_place && reader.pace.fast;
+                let asked = match (in_place, laned) {
+                    // Whole leaves, enough for the pool to fold while this
+                    // thread folds in place.
+                    // Near the known end, less: the pool's last batch is
+                    // what this thread may wait for at the end.
+                    (true, true) => {
+                        let left = total.map_or(usize::MAX, |total| total.saturating_sub(first_index) / 4);
+                        cursor
+                            .len_for_pool(first_index, lane_len.min(left).min(max_len))
+                            .min(max_len)
+                    }
+                    (true, false) => cursor.len_to_leaf_end(first_index, batch_len),
+                    (false, _) => batch_len,
                 };
                 let read = reader.fill(&mut batch, asked, workers, Some((&state, &mut *monitor, tally)));
                 batch_len = (batch_len * 2).min(max_len).min(durable_len);
@@ -452,10 +491,12 @@ where
                 let run = &run;
                 let continued = cut.continued.map_or(0, |segment| segment.len);
                 let segments = cut.segments.clone();
+                let threads = if laned { lane_threads } else { usize::MAX };
                 if !parallel {
                     // A sequential run: this thread folds the leaves, in
                     // order, and keeps the display live meanwhile.
                     let _signal = slot.finished.on_drop();
+                    let started = Instant::now();
                     let mut items = batch.drain(continued..);
                     let parts = segments
                         .iter()
@@ -465,23 +506,38 @@ where
                         })
                         .collect();
                     drop(items);
-                    *slot.folded.lock() = Some((parts, batch));
+                    *slot.folded.lock() = Some((parts, batch, started.elapsed()));
                 } else {
+                    // Signals the batch's end when dropped: once folded, or
+                    // unrun if its lane's runner unwinds.
+                    let signal = slot.finished.on_drop();
                     let fold = move || {
-                        let _signal = slot.finished.on_drop();
+                        let _signal = signal;
                         // While this batch's joins wait, stolen work of other
                         // tasks may run on this thread: it is no task of ours.
                         let _outside = TaskFrame::outside(&run.config);
-                        let parts = batch.par_drain(continued..).with_producer(FoldSegments {
+                        // Off the pool (a lane's batch this thread took
+                        // back), on this thread alone.
+                        let threads = match rayon::current_thread_index() {
+                            Some(_) => threads,
+                            None => 1,
+                        };
+                        let (parts, busy) = batch.par_drain(continued..).with_producer(FoldSegments {
                             run,
                             segments: &segments,
+                            threads,
                         });
-                        *slot.folded.lock() = Some((parts, batch));
+                        *slot.folded.lock() = Some((parts, batch, busy));
                     };
                     if nested {
                         // This thread is a worker: it folds the batch itself,
                         // joining in, rather than block waiting for the pool.
                         fold();
+                    } else if laned {
+                        if lane.push(Box::new(fold)) {
+                            let lane = &lane;
+                            scope.spawn(move |_| lane.run());
+                        }
                     } else {
                         scope.spawn(move |_| fold());
                     }
@@ -490,6 +546,7 @@ where
                     work: Work::Pool {
                         slot: spawned % IN_FLIGHT,
                         spawned_at: Instant::now(),
+                        laned,
                     },
                     cut,
                 });
@@ -499,13 +556,32 @@ where
             // While the pool folds, this thread folds the leaves after its
             // batches straight from the iterator (no copy), until the
             // oldest batch is done and the pool needs the next one.
+            if input_done {
+                // Nothing is left to fold in place: this thread, one of the
+                // run's workers, folds the batch still waiting in the lane.
+                lane.close();
+                for job in lane.release() {
+                    job();
+                }
+            }
             let oldest = pending.iter().find_map(|pending| match pending.work {
                 Work::Pool { slot, .. } => Some(&slots[slot].finished),
                 Work::Here(_) => None,
             });
-            if let (true, false, Some(oldest), Some(first_leaf)) =
-                (in_place && reader.fast, input_done, oldest, cursor.at_leaf_start())
-            {
+            // Not while a batch folds on all the workers (one handed over
+            // before the items were known to be fast): the run would be a
+            // thread busier than its workers.
+            let all_laned = pending.iter().all(|pending| match pending.work {
+                Work::Pool { laned, .. } => laned,
+                Work::Here(_) => true,
+            });
+            if let (true, true, false, Some(oldest), Some(first_leaf)) = (
+                in_place && reader.pace.fast,
+                all_laned,
+                input_done,
+                oldest,
+                cursor.at_leaf_start(),
+            ) {
                 let first_index = reader.read;
                 let (parts, read) = reader.fold_in_place(
                     &run,
@@ -553,7 +629,7 @@ where
                 return stack.finish(&run, || catch_panic(|| job.empty_result(ctx)));
             };
             let (slot, spawned_at) = match work {
-                Work::Pool { slot, spawned_at } => (&slots[slot], spawned_at),
+                Work::Pool { slot, spawned_at, .. } => (&slots[slot], spawned_at),
                 Work::Here(parts) => {
                     if state.is_stopped() {
                         // Folding stopped early: what it holds is not a prefix.
@@ -583,17 +659,21 @@ where
                 }
                 _ => slot.finished.wait_done(),
             }
-            // Fast items, as the pool folded them (a bound: the batch may
-            // have waited here): this thread may fold in place.
-            let pool_items = cut.segments.iter().map(|segment| segment.len).sum::<usize>();
-            if pool_items > 0 {
-                reader.fast = spawned_at.elapsed() * workers as u32 / pool_items as u32 <= IN_PLACE_ITEM_TIME;
-            }
-            let (parts, mut buffer) = slot
+            let (parts, mut buffer, busy) = slot
                 .folded
                 .lock()
                 .take()
                 .unwrap_or_else(|| unreachable!("a batch signals only after leaving its result"));
+            // Fast items, as the pool folded them (a bound: its threads may
+            // have been descheduled): this thread may fold in place.
+            let pool_items = cut.segments.iter().map(|segment| segment.len).sum::<usize>();
+            if pool_items > 0 {
+                reader.pace.observe(busy / pool_items as u32);
+                // What the lane's threads fold in `LANE_BATCH_TIME`.
+                let fits = pool_items as u128 * LANE_BATCH_TIME.as_nanos() * lane_threads.max(1) as u128
+                    / busy.as_nanos().max(1);
+                lane_len = fits.min(usize::MAX as u128) as usize;
+            }
             if state.is_stopped() {
                 // The batch was cut short: what it holds is not a prefix.
                 if let Some(prefix) = prefix.as_deref_mut() {
@@ -669,6 +749,15 @@ where
         }
     })?;
     outcome
+}
+
+/// Closes a lane when dropped.
+struct Closing<'l, 'a>(&'l Lane<'a>);
+
+impl Drop for Closing<'_, '_> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 /// Fold `items` into `folder` on this thread, the one that watches the run:
@@ -757,6 +846,31 @@ fn max_batch_len<T>() -> usize {
     (MAX_BATCH_BYTES / std::mem::size_of::<T>().max(1)).clamp(MIN_BATCH_LEN, MAX_BATCH_LEN)
 }
 
+/// Whether items are fast enough to fold in place ([`IN_PLACE_ITEM_TIME`]),
+/// as the batches folded on the pool and the chunks folded in place say:
+/// not known before one is.
+#[derive(Default)]
+struct Pace {
+    fast: bool,
+    /// Slow batches or chunks in a row.
+    slow_in_a_row: u32,
+}
+
+impl Pace {
+    /// Items took `per_item` each, in a batch or a chunk: fast from the first
+    /// fast one on, slow again after two slow ones in a row (one may be a
+    /// thread descheduled while it folded, or a pool thread slow to join).
+    fn observe(&mut self, per_item: Duration) {
+        if per_item <= IN_PLACE_ITEM_TIME {
+            self.fast = true;
+            self.slow_in_a_row = 0;
+        } else {
+            self.slow_in_a_row += 1;
+            self.fast &= self.slow_in_a_row < 2;
+        }
+    }
+}
+
 /// Reads the user's iterator, counting what it has read.
 struct Reader<'i, I> {
     /// The iterator, at home between reads (folding in place takes it).
@@ -767,10 +881,8 @@ struct Reader<'i, I> {
     chunk: usize,
     /// The same for items read and folded in place.
     fold_chunk: usize,
-    /// Whether items are fast enough to fold in place
-    /// ([`IN_PLACE_ITEM_TIME`]), as the last batch folded on the pool or the
-    /// last chunk folded in place says: not known before one is.
-    fast: bool,
+    /// How fast the items are.
+    pace: Pace,
 }
 
 impl<'i, I: Iterator> Reader<'i, I> {
@@ -780,7 +892,7 @@ impl<'i, I: Iterator> Reader<'i, I> {
             read: 0,
             chunk: 1,
             fold_chunk: 1,
-            fast: false,
+            pace: Pace::default(),
         }
     }
 
@@ -788,7 +900,8 @@ impl<'i, I: Iterator> Reader<'i, I> {
     /// straight from the iterator, on this thread, with no batch: each leaf
     /// from `empty_result`, its items in order, as a worker would. Stops
     /// once `stop` says so (asked between chunks of items, sized like
-    /// `fill`'s), at the end of the iterator, or once the run has an event.
+    /// `fill`'s but to `IN_PLACE_CHUNK_TIME`), at the end of the iterator,
+    /// or once the run has an event.
     /// The parts of the leaves begun, in order (the last one possibly
     /// incomplete), and, as for `fill`, whether the iterator has ended or
     /// its panic with the index of the item being read.
@@ -814,7 +927,7 @@ impl<'i, I: Iterator> Reader<'i, I> {
         let ends = Ends::default();
         let mut read = 0;
         let mut parts = Vec::new();
-        'leaves: while self.fast && !stop() && !state.has_event() {
+        'leaves: while self.pace.fast && !stop() && !state.has_event() {
             // A leaf begins with an item read: none folds from nothing.
             let Some(first) = InPlace::new(&mut *items, 1, &ends).next() else {
                 break;
@@ -841,11 +954,11 @@ impl<'i, I: Iterator> Reader<'i, I> {
                 let chunk_read = asked - ends.unread.get();
                 read += chunk_read;
                 in_leaf += chunk_read;
-                self.fast = took <= IN_PLACE_ITEM_TIME * chunk as u32;
-                if took > CHUNK_TIME {
-                    let fits = chunk as u128 * CHUNK_TIME.as_nanos() / took.as_nanos().max(1);
+                self.pace.observe(took / chunk as u32);
+                if took > IN_PLACE_CHUNK_TIME {
+                    let fits = chunk as u128 * IN_PLACE_CHUNK_TIME.as_nanos() / took.as_nanos().max(1);
                     *chunk_len = (fits as usize).max(1);
-                } else if took < CHUNK_TIME / 2 && chunk == *chunk_len {
+                } else if took < IN_PLACE_CHUNK_TIME / 2 && chunk == *chunk_len {
                     *chunk_len = (chunk * 2).min(LEAF_MAX);
                 }
                 debug_assert!(in_leaf <= size, "a leaf folds at most its size");
@@ -865,7 +978,7 @@ impl<'i, I: Iterator> Reader<'i, I> {
                         }
                     }
                 }
-                if over || !self.fast || state.has_event() || stop() {
+                if over || !self.pace.fast || state.has_event() || stop() {
                     parts.push(folder.complete().part);
                     break 'leaves;
                 }

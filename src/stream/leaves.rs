@@ -348,4 +348,24 @@ mod tests {
         let cursor = Cursor::new(StreamLeaves::new(0, None));
         assert_eq!(cursor.len_to_leaf_end(0, 21), 20);
     }
+
+    #[test]
+    fn the_pools_batches_hold_two_whole_leaves_at_least() {
+        let mut cursor = Cursor::new(StreamLeaves::new(4, None));
+        // Nothing wanted: two leaves.
+        assert_eq!(cursor.len_for_pool(0, 0), 8);
+        // Enough leaves for what is wanted, rounded up to a leaf's end.
+        assert_eq!(cursor.len_for_pool(0, 9), 12);
+        assert_eq!(cursor.len_for_pool(0, 12), 12);
+        cursor.cut(0, 10);
+        // The rest of the open leaf (10..12) is this thread's: the pool's
+        // leaves start at 12.
+        assert_eq!(cursor.len_for_pool(10, 0), 10);
+        assert_eq!(cursor.len_for_pool(10, 9), 14);
+        let cut = cursor.cut(10, 14);
+        assert_eq!(cut.continued.map(|segment| segment.len), Some(2));
+        assert_eq!(cut.segments.len(), 3);
+        assert!(cut.segments.iter().all(|segment| segment.completes));
+        assert_eq!(cursor.at_leaf_start(), Some((6, 24)));
+    }
 }

@@ -14,10 +14,17 @@
 //! folders and folds them itself, with no batch (`Reader::fold_in_place`),
 //! until the pool is done with its oldest batch and needs the next one.
 //! Batches are cut where a leaf ends for that (`Cursor::len_to_leaf_end`).
+//! While it folds in place, this thread is one of the run's workers: the
+//! pool's batches then go through a [`Lane`], one after another on the
+//! other workers (`workers - 1` threads), each sized to take about
+//! `LANE_BATCH_TIME` and to hold whole leaves (`Cursor::len_for_pool`), so
+//! that the run keeps as many threads busy as it has workers, not one more
+//! (on 2 cores, a third busy thread cost a fifth of the wall-clock time).
 //! Capped streams (the item in hand would be one more alive), durable ones
-//! (whose batches are sized to their block time) and items slower than
-//! `IN_PLACE_ITEM_TIME` (copying costs nothing next to them, and an item
-//! folded here is one the pool may wait for) are only read into batches.
+//! (whose batches are sized to their block time), runs on one worker and
+//! items slower than `IN_PLACE_ITEM_TIME` (copying costs nothing next to
+//! them, and an item folded here is one the pool may wait for) are only
+//! read into batches, which the pool folds on all its workers.
 //!
 //! What a stream keeps in memory, and by which rule, is documented on
 //! [`par_map_reduce_iter`] ("Memory"): at most `IN_FLIGHT` batches alive,
@@ -92,11 +99,12 @@ const IN_PLACE_ITEM_TIME: Duration = Duration::from_micros(10);
 /// Parallel run over a plain `Iterator` of any length, even unbounded until
 /// a `Break`: read in order, in bounded batches, on the calling thread (the
 /// iterator need not be `Send`), which also folds fast items itself, read in
-/// place, while the pool folds the batches; memory does not grow with the length; same
-/// result as [`seq_map_reduce`](crate::seq_map_reduce) for jobs whose merge
-/// law holds. Reading stops soon after a `Break` (at most two batches
-/// ahead, and the fast items this thread folded in place before the
-/// `Break` was known).
+/// place, as one of the run's workers while the pool folds the batches on
+/// the others; memory does not grow with the length; same result as
+/// [`seq_map_reduce`](crate::seq_map_reduce) for jobs whose merge law
+/// holds. Reading stops soon after a `Break` (at most two batches ahead,
+/// and the fast items this thread folded in place before the `Break` was
+/// known).
 ///
 /// **The same bits everywhere.** Items are folded in leaves joined by the
 /// fixed tree of the crate docs ("Reproducible reductions"), so the answer
@@ -125,8 +133,8 @@ const IN_PLACE_ITEM_TIME: Duration = Duration::from_micros(10);
 /// Each item takes `size_of::<T>()` bytes inline in its batch plus whatever
 /// it owns (a `Vec`'s heap buffer, a file handle). A worker takes an item
 /// from its batch to hand it to `compute`, which owns it from then on (and
-/// drops it on return, unless its output keeps it). While two batches are
-/// folded, the calling thread may fold the items after them itself, one at
+/// drops it on return, unless its output keeps it). While the pool folds
+/// batches, the calling thread may fold the items after them itself, one at
 /// a time straight from the iterator, without a batch: one item more in
 /// `compute` (not under a [`Config::with_stream_buffer`] cap, which then
 /// counts every item alive).

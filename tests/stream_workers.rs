@@ -43,7 +43,8 @@ impl Seen {
         for _ in 0..100 {
             spin = std::hint::black_box(spin.rotate_left(5) ^ 0x5555);
         }
-        let mixed = mix(x) + (spin & 0);
+        std::hint::black_box(spin);
+        let mixed = mix(x);
         self.inside.fetch_sub(1, Ordering::SeqCst);
         mixed
     }
@@ -64,7 +65,7 @@ fn stream_on(workers: isize, seen: &Seen) -> u64 {
         .with_oversubscription(true)
         .with_progress_bars(false)
         .with_leaf_size(1)
-        .scope(|| par_map_reduce_iter((0..N).map(|x| x), &(), job))
+        .scope(|| par_map_reduce_iter(0..N, &(), job))
         .unwrap()
 }
 

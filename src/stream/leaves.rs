@@ -168,7 +168,14 @@ impl Cursor {
         let pool_start = end;
         let mut leaves = 0;
         while leaves < 2 || end - pool_start < want {
-            end += self.leaves.size(leaf);
+            // Saturating: a leaf size near `usize::MAX` (`with_leaf_size`)
+            // would overflow here, a panic of ours in debug builds. A batch
+            // that long is capped by the caller anyway (`max_len`), and none
+            // ends past `usize::MAX`.
+            end = end.saturating_add(self.leaves.size(leaf));
+            if end == usize::MAX {
+                break;
+            }
             leaf += 1;
             leaves += 1;
         }
@@ -367,5 +374,16 @@ mod tests {
         assert_eq!(cut.segments.len(), 3);
         assert!(cut.segments.iter().all(|segment| segment.completes));
         assert_eq!(cursor.at_leaf_start(), Some((6, 24)));
+    }
+
+    #[test]
+    fn batches_for_the_pool_do_not_overflow_on_huge_leaves() {
+        // `with_leaf_size(usize::MAX)`: two leaves would end past `usize::MAX`.
+        for size in [usize::MAX, usize::MAX / 2 + 1] {
+            let mut cursor = Cursor::new(StreamLeaves::new(size, None));
+            assert!(cursor.len_for_pool(0, 1000) >= 1000);
+            cursor.cut(0, 10);
+            assert!(cursor.len_for_pool(10, 1000) >= 1000);
+        }
     }
 }

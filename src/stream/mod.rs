@@ -525,11 +525,12 @@ where
                         // tasks may run on this thread: it is no task of ours.
                         let _outside = TaskFrame::outside(&run.config);
                         // Off the pool (a lane's batch this thread took
-                        // back), on this thread alone.
-                        let threads = match rayon::current_thread_index() {
-                            Some(_) => threads,
-                            None => 1,
-                        };
+                        // back), on this thread alone. Off *our* pool: a
+                        // stream called from a thread of another rayon pool
+                        // (`ThreadPool::install`) would otherwise split the
+                        // batch with `rayon::join` on that pool, computing
+                        // items on its threads, beyond the run's workers.
+                        let threads = if pool::on_our_worker() { threads } else { 1 };
                         let (parts, busy) = batch.par_drain(continued..).with_producer(FoldSegments {
                             run,
                             segments: &segments,

@@ -52,7 +52,7 @@ impl Seen {
 
 const N: u64 = 200_000;
 
-/// An item's value: under 2^40, so that a million of them sum without
+/// An item's value: under 2^40, so that the items sum without
 /// overflow.
 fn mix(x: u64) -> u64 {
     x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 24

@@ -261,92 +261,45 @@ impl Watch<'_> {
     }
 }
 
-/// Fold `items` into `acc` behind `gate`: the per-item loop ([`stretch`])
-/// until the gate closes, then the gate's verdict, and on. Returns the
-/// count of folded items and how the fold stopped. A panic in `compute`
-/// leaves the accumulator whole, and it goes with the panic (see
-/// [`Part::Failed`]).
-fn fold<T, J, C, I>(job: &J, ctx: &C, gate: &mut Gate<'_>, acc: J::Acc, items: I) -> (usize, Step<J::Acc>)
+/// The per-item loop: one relaxed load (the gate) and the user's two calls,
+/// their panics caught per item (which costs nothing unless one happens),
+/// so the count of folded items stays in a register. Returns the count,
+/// how the fold stopped and the gate. A panic in `compute` leaves the
+/// accumulator whole, and it goes with the panic (see [`Part::Failed`]).
+#[inline(never)]
+fn fold<T, J, C, I>(job: &J, ctx: &C, gate: &mut Gate<'_>, mut acc: J::Acc, items: I) -> (usize, Step<J::Acc>)
 where
     J: MapReduce<T, C>,
     C: ?Sized,
     I: IntoIterator<Item = T>,
 {
-    let mut items = Some(items.into_iter());
-    let mut acc = acc;
+    let mut items = items.into_iter();
     let mut folded = 0usize;
     loop {
-        let (count, held, before) = match stretch(job, ctx, gate.word, gate.value, acc, &mut items) {
-            Stretch::Ended(count, step) => return (folded + count, step),
-            Stretch::Closed {
-                folded: count,
-                held,
-                acc,
-            } => (count, held, acc),
+        // The loop proper: it leaves with the item the closed gate held up.
+        let (word, value) = (gate.word, gate.value);
+        let held = loop {
+            let Some(item) = items.next() else {
+                return (folded, Step::Done(acc));
+            };
+            if word.load(Ordering::Relaxed) < value {
+                break item;
+            }
+            match fold_one(job, ctx, item, acc) {
+                Ok(next) => acc = next,
+                Err((counted, step)) => return (folded + counted, step),
+            }
+            folded += 1;
         };
-        folded += count;
         if !gate.reopen(folded) {
             return (folded, Step::Cancelled);
         }
-        match fold_one(job, ctx, held, before) {
+        match fold_one(job, ctx, held, acc) {
             Ok(next) => acc = next,
             Err((counted, step)) => return (folded + counted, step),
         }
         folded += 1;
     }
-}
-
-/// How a [`stretch`] of the per-item loop ended: with the fold (its count
-/// and how it stopped), or at the closed gate, with the count, the item it
-/// held up and the accumulator.
-enum Stretch<A, T> {
-    Ended(usize, Step<A>),
-    Closed { folded: usize, held: T, acc: A },
-}
-
-/// The per-item loop: one relaxed load (the gate: `word` not below
-/// `value`) and the user's two calls, their panics caught per item (which
-/// costs nothing unless one happens). It calls nothing else: it leaves at
-/// the closed gate rather than ask the gate what next, and it takes the
-/// iterator out of `home` for the loop (back when it leaves), so that the
-/// count, the iterator and the job's own values all stay in registers.
-#[inline(never)]
-fn stretch<T, J, C, It>(
-    job: &J,
-    ctx: &C,
-    word: &AtomicUsize,
-    value: usize,
-    mut acc: J::Acc,
-    home: &mut Option<It>,
-) -> Stretch<J::Acc, T>
-where
-    J: MapReduce<T, C>,
-    C: ?Sized,
-    It: Iterator<Item = T>,
-{
-    let Some(mut items) = home.take() else {
-        unreachable!("the items are home between stretches")
-    };
-    let mut folded = 0usize;
-    let end = loop {
-        let Some(item) = items.next() else {
-            break Stretch::Ended(folded, Step::Done(acc));
-        };
-        if word.load(Ordering::Relaxed) < value {
-            break Stretch::Closed {
-                folded,
-                held: item,
-                acc,
-            };
-        }
-        match fold_one(job, ctx, item, acc) {
-            Ok(next) => acc = next,
-            Err((counted, step)) => break Stretch::Ended(folded + counted, step),
-        }
-        folded += 1;
-    };
-    *home = Some(items);
-    end
 }
 
 /// One item of [`fold`]: the next accumulator, or how the fold ends and

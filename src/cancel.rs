@@ -33,14 +33,11 @@ pub(crate) struct Shortcircuit {
     /// because every worker reads it per item while the rest of the
     /// allocation (the `Arc` counts) is written per task.
     horizon: CachePadded<AtomicUsize>,
-    /// Goes down by one whenever the horizon moves, and whenever whoever
-    /// watches the run wants fresh counts ([`nudge`](Self::nudge)), from
-    /// `usize::MAX / 2` (so that it is never `usize::MAX`, and never wraps:
-    /// it would take 2^63 moves). A watched task's per-item loop checks it
-    /// in place of the horizon, with the same code (one relaxed load, not
-    /// below a value: down, so that the test is the horizon's): when it
-    /// moves, the task leaves the loop, publishes its count and reads the
-    /// horizon. Moved with `Release` after the
+    /// Changes whenever the horizon moves, and whenever whoever watches the
+    /// run wants fresh counts ([`nudge`](Self::nudge)). A watched task's
+    /// per-item loop checks it in place of the horizon (one relaxed load
+    /// either way): when it changes, the task leaves the loop, publishes
+    /// its count and reads the horizon. Bumped with `Release` after the
     /// horizon moves; a task that sees it change reads the horizon after an
     /// `Acquire`, so it sees the move. Padded: read per item by watched
     /// tasks, written ten times a second.
@@ -61,7 +58,7 @@ impl Shortcircuit {
     pub(crate) fn new(deterministic: bool, parent: Option<Token>) -> Arc<Shortcircuit> {
         Arc::new(Shortcircuit {
             horizon: CachePadded::new(AtomicUsize::new(usize::MAX)),
-            pulse: CachePadded::new(AtomicUsize::new(usize::MAX / 2)),
+            pulse: CachePadded::new(AtomicUsize::new(0)),
             aborted: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             deterministic,
@@ -84,8 +81,8 @@ impl Shortcircuit {
     }
 
     /// The pulse, for a watched task's per-item loop to hold in a
-    /// register: it leaves the loop once the pulse is below what it saw (a
-    /// relaxed load), then loads it again with `Acquire` and reads the
+    /// register: it leaves the loop once the pulse differs from what it saw
+    /// (a relaxed load), then loads it again with `Acquire` and reads the
     /// horizon.
     #[inline]
     pub(crate) fn pulse(&self) -> &AtomicUsize {
@@ -95,7 +92,7 @@ impl Shortcircuit {
     /// Ask the watched tasks running now to publish their counts: they
     /// leave their per-item loops once, and go on.
     pub(crate) fn nudge(&self) {
-        self.pulse.fetch_sub(1, Ordering::Release);
+        self.pulse.fetch_add(1, Ordering::Release);
     }
 
     /// Whether anything has ended or aborted the run yet.

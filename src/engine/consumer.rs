@@ -175,83 +175,79 @@ impl<'r, 'a, T, J: MapReduce<T, C>, C: ?Sized> MapReduceFolder<'r, 'a, T, J, C> 
 }
 
 /// What the per-item loop checks before each item: one relaxed load of a
-/// word, which must not be below a value; both are taken out of the gate
-/// into the loop's own variables, so they stay in registers. Watched and
-/// unwatched tasks run the very same loop (one copy of its machine code, so
-/// a bar cannot even change how the loop is laid out); they differ only in
-/// the word, the value and what happens when the gate closes ([`Watch`]).
-struct Gate<'s> {
-    word: &'s AtomicUsize,
-    value: usize,
-    watch: Option<Watch<'s>>,
+/// word, compared with a value; both are taken out of the gate into the
+/// loop's own variables, so they stay in registers.
+trait Gate {
+    /// The word the loop loads before each item.
+    fn word(&self) -> &AtomicUsize;
+
+    /// The value the loop compares it with.
+    fn value(&self) -> usize;
+
+    /// Whether the loop may go on to the next item, the word being `word`.
+    fn admits(word: usize, value: usize) -> bool;
+
+    /// The gate closed with `folded` items done: whether to go on.
+    fn reopen(&mut self, folded: usize) -> bool;
 }
 
-impl<'s> Gate<'s> {
-    /// An unwatched task's gate: the horizon, not below the task's position.
-    /// Closed once the task is cancelled, for good.
-    fn unwatched(state: &'s Shortcircuit, position: usize) -> Self {
-        Gate {
-            word: state.horizon(),
-            value: position,
-            watch: None,
-        }
+/// An unwatched task's gate: closed once the horizon falls below the
+/// task's position (it is cancelled), for good.
+struct Horizon<'s> {
+    horizon: &'s AtomicUsize,
+    position: usize,
+}
+
+impl Gate for Horizon<'_> {
+    #[inline(always)]
+    fn word(&self) -> &AtomicUsize {
+        self.horizon
     }
 
-    /// A watched task's gate: the run's pulse, not below the pulse the task
-    /// saw (the pulse only goes down). Closed once the pulse moves, because
-    /// the watcher wants counts or the horizon moved: then the task
-    /// publishes what it folded since it last did and looks at the horizon,
-    /// which opens the gate again unless the task is cancelled.
-    fn watched(state: &'s Shortcircuit, position: usize, tally: &'s Tally) -> Self {
-        let pulse = state.pulse();
-        Gate {
-            word: pulse,
-            // Closed at first: before its first item, the task looks at the
-            // horizon, as an unwatched one does.
-            value: pulse.load(Ordering::Relaxed) + 1,
-            watch: Some(Watch {
-                state,
-                position,
-                tally,
-                published: 0,
-            }),
-        }
+    #[inline(always)]
+    fn value(&self) -> usize {
+        self.position
     }
 
-    /// The gate closed with `folded` items done: whether to go on. Cold: an
-    /// unwatched task's gate closes once, a watched one's ten times a
-    /// second.
-    #[cold]
-    #[inline(never)]
-    fn reopen(&mut self, folded: usize) -> bool {
-        let Some(watch) = self.watch.as_mut() else {
-            return false;
-        };
-        watch.publish(folded);
-        // `Acquire`: a move of the horizon that moved the pulse before this
-        // load is seen by the look at the horizon after it; a later one
-        // moves the pulse again.
-        self.value = self.word.load(Ordering::Acquire);
-        !watch.state.is_past(watch.position)
+    #[inline(always)]
+    fn admits(horizon: usize, position: usize) -> bool {
+        horizon >= position
     }
 
-    /// Publish a watched task's count of items folded so far.
-    fn publish(&mut self, folded: usize) {
-        if let Some(watch) = self.watch.as_mut() {
-            watch.publish(folded);
-        }
+    #[inline(always)]
+    fn reopen(&mut self, _folded: usize) -> bool {
+        false
     }
 }
 
-/// What a watched task reports to, and how much it has.
-struct Watch<'s> {
+/// A watched task's gate: closed once the run's pulse is no longer the one
+/// the task saw, because the watcher wants counts or the horizon moved.
+/// Then the task publishes what it folded since it last did and looks at
+/// the horizon, which opens the gate again unless the task is cancelled.
+struct Pulse<'s> {
+    pulse: &'s AtomicUsize,
+    seen: usize,
     state: &'s Shortcircuit,
     position: usize,
     tally: &'s Tally,
     published: usize,
 }
 
-impl Watch<'_> {
+impl<'s> Pulse<'s> {
+    fn new(state: &'s Shortcircuit, position: usize, tally: &'s Tally) -> Self {
+        let pulse = state.pulse();
+        Pulse {
+            pulse,
+            // Closed at first: before its first item, the task looks at the
+            // horizon, as an unwatched one does.
+            seen: pulse.load(Ordering::Relaxed).wrapping_sub(1),
+            state,
+            position,
+            tally,
+            published: 0,
+        }
+    }
+
     /// Publish the items folded since the last publication.
     fn publish(&mut self, folded: usize) {
         if folded > self.published {
@@ -261,42 +257,71 @@ impl Watch<'_> {
     }
 }
 
+impl Gate for Pulse<'_> {
+    #[inline(always)]
+    fn word(&self) -> &AtomicUsize {
+        self.pulse
+    }
+
+    #[inline(always)]
+    fn value(&self) -> usize {
+        self.seen
+    }
+
+    #[inline(always)]
+    fn admits(pulse: usize, seen: usize) -> bool {
+        pulse == seen
+    }
+
+    /// `Acquire`: a move of the horizon that bumped the pulse before this
+    /// load is seen by the look at the horizon after it; a later one moves
+    /// the pulse again.
+    #[cold]
+    #[inline(never)]
+    fn reopen(&mut self, folded: usize) -> bool {
+        self.publish(folded);
+        self.seen = self.pulse.load(Ordering::Acquire);
+        !self.state.is_past(self.position)
+    }
+}
+
 /// The per-item loop: one relaxed load (the gate) and the user's two calls,
 /// their panics caught per item (which costs nothing unless one happens),
 /// so the count of folded items stays in a register. Returns the count,
 /// how the fold stopped and the gate. A panic in `compute` leaves the
 /// accumulator whole, and it goes with the panic (see [`Part::Failed`]).
 #[inline(never)]
-fn fold<T, J, C, I>(job: &J, ctx: &C, gate: &mut Gate<'_>, mut acc: J::Acc, items: I) -> (usize, Step<J::Acc>)
+fn fold<T, J, C, I, G>(job: &J, ctx: &C, mut gate: G, mut acc: J::Acc, items: I) -> (usize, Step<J::Acc>, G)
 where
     J: MapReduce<T, C>,
     C: ?Sized,
     I: IntoIterator<Item = T>,
+    G: Gate,
 {
     let mut items = items.into_iter();
     let mut folded = 0usize;
     loop {
         // The loop proper: it leaves with the item the closed gate held up.
-        let (word, value) = (gate.word, gate.value);
+        let (word, value) = (gate.word(), gate.value());
         let held = loop {
             let Some(item) = items.next() else {
-                return (folded, Step::Done(acc));
+                return (folded, Step::Done(acc), gate);
             };
-            if word.load(Ordering::Relaxed) < value {
+            if !G::admits(word.load(Ordering::Relaxed), value) {
                 break item;
             }
             match fold_one(job, ctx, item, acc) {
                 Ok(next) => acc = next,
-                Err((counted, step)) => return (folded + counted, step),
+                Err((counted, step)) => return (folded + counted, step, gate),
             }
             folded += 1;
         };
         if !gate.reopen(folded) {
-            return (folded, Step::Cancelled);
+            return (folded, Step::Cancelled, gate);
         }
         match fold_one(job, ctx, held, acc) {
             Ok(next) => acc = next,
-            Err((counted, step)) => return (folded + counted, step),
+            Err((counted, step)) => return (folded + counted, step, gate),
         }
         folded += 1;
     }
@@ -319,6 +344,28 @@ where
         Ok(Break(last)) => Err((1, Step::Broke(last))),
         Err(payload) => Err((0, Step::Panicked(payload, None))),
     }
+}
+
+/// [`fold`] for a watched task: the same loop, gated by the run's pulse in
+/// place of the horizon, so that it costs what an unwatched one does. The
+/// task publishes its count when the pulse moves and when it ends.
+fn fold_watched<T, J, C, I>(
+    job: &J,
+    ctx: &C,
+    state: &Shortcircuit,
+    position: usize,
+    acc: J::Acc,
+    items: I,
+    tally: &Tally,
+) -> (usize, Step<J::Acc>)
+where
+    J: MapReduce<T, C>,
+    C: ?Sized,
+    I: IntoIterator<Item = T>,
+{
+    let (folded, step, mut pulse) = fold(job, ctx, Pulse::new(state, position, tally), acc, items);
+    pulse.publish(folded);
+    (folded, step)
 }
 
 /// How a fold over some items stopped.
@@ -354,16 +401,21 @@ where
         };
         let (run, position) = (self.run, self.position);
         let (job, ctx, state) = (run.job, run.ctx, &*run.state);
-        let mut gate = match run.tally {
-            Some(tally) => Gate::watched(state, position, tally),
-            None => Gate::unwatched(state, position),
+        // Unwatched and watched runs get separate copies of the loop, so
+        // that the watched one's bookkeeping cannot slow the other down.
+        let outcome = match run.tally {
+            Some(tally) => run.guarded(position, move || {
+                fold_watched(job, ctx, state, position, acc, items, tally)
+            }),
+            None => run.guarded(position, move || {
+                let horizon = Horizon {
+                    horizon: state.horizon(),
+                    position,
+                };
+                let (folded, step, _) = fold(job, ctx, horizon, acc, items);
+                (folded, step)
+            }),
         };
-        let outcome = run.guarded(position, move || {
-            let (folded, step) = fold(job, ctx, &mut gate, acc, items);
-            // A watched task's last items, counted when it ends.
-            gate.publish(folded);
-            (folded, step)
-        });
         let next_index = self.next_index;
         let at = |folded: usize| next_index.map(|next| next + folded);
         self.part = match outcome {

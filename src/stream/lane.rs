@@ -101,8 +101,9 @@ impl<'a> Lane<'a> {
         self.closing.store(true, Ordering::Relaxed);
     }
 
-    /// The next job, waiting up to [`WAIT_FOR_NEXT`] for one (yielding the
-    /// core meanwhile), or `None` after giving the lane up.
+    /// The next job, waiting up to [`WAIT_FOR_NEXT`] for one (spinning on
+    /// the `queued` hint, without system calls), or `None` after giving the
+    /// lane up.
     fn next(&self) -> Option<Job<'a>> {
         let mut waiting_since = None;
         loop {

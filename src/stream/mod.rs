@@ -19,7 +19,7 @@
 //! other workers (`workers - 1` threads), each sized to take about
 //! `LANE_BATCH_TIME` and to hold whole leaves (`Cursor::len_for_pool`), so
 //! that the run keeps as many threads busy as it has workers, not one more
-//! (on 2 cores, a third busy thread cost a fifth of the wall-clock time).
+//! (on 2 cores, a third busy thread cost about a tenth of the wall clock).
 //! Capped streams (the item in hand would be one more alive), durable ones
 //! (whose batches are sized to their block time), runs on one worker and
 //! items slower than `IN_PLACE_ITEM_TIME` (copying costs nothing next to

@@ -297,10 +297,5 @@ fn paired(pairs: usize) {
 }
 
 fn main() {
-    if let Some(pairs) = std::env::var("MAPREDUCE_BENCH_PAIRS").ok().and_then(|n| n.parse().ok()) {
-        paired(pairs);
-        return;
-    }
-    benches();
-    Criterion::default().configure_from_args().final_summary();
+    common::run(paired, benches);
 }

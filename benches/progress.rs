@@ -280,7 +280,7 @@ criterion_group!(benches, progress, small_jobs);
 
 fn main() {
     on_a_terminal();
-    if let Some(pairs) = std::env::var("MAPREDUCE_BENCH_PAIRS").ok().and_then(|n| n.parse().ok()) {
+    if let Some(pairs) = common::pairs_requested() {
         eprintln!(
             "progress benches: stderr {} a terminal",
             if std::io::stderr().is_terminal() {

@@ -7,6 +7,23 @@ use std::ops::ControlFlow::{self, Break, Continue};
 
 use mapreduce::MapReduce;
 
+/// `MAPREDUCE_BENCH_PAIRS=n`: how many interleaved pairs a bench times
+/// instead of running its criterion groups.
+pub fn pairs_requested() -> Option<usize> {
+    std::env::var("MAPREDUCE_BENCH_PAIRS").ok().and_then(|n| n.parse().ok())
+}
+
+/// A bench's `main`: `paired(n)` under `MAPREDUCE_BENCH_PAIRS=n`, else the
+/// criterion groups `benches`.
+pub fn run(paired: fn(usize), benches: fn()) {
+    if let Some(pairs) = pairs_requested() {
+        paired(pairs);
+        return;
+    }
+    benches();
+    criterion::Criterion::default().configure_from_args().final_summary();
+}
+
 /// The standard splitmix64 finalizer (Steele, Lea and Flood): a bijection.
 #[inline]
 pub fn splitmix64(x: u64) -> u64 {

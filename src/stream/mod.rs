@@ -1147,6 +1147,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn items_turn_slow_only_after_two_slow_measures_in_a_row() {
+        let fast = IN_PLACE_ITEM_TIME / 2;
+        let slow = IN_PLACE_ITEM_TIME * 100;
+        let mut pace = Pace::default();
+        // Not known before a measure; one slow measure does not make it fast.
+        assert!(!pace.fast);
+        pace.observe(slow);
+        assert!(!pace.fast);
+        pace.observe(fast);
+        assert!(pace.fast);
+        // One slow measure (a thread descheduled) keeps it fast ...
+        pace.observe(slow);
+        assert!(pace.fast);
+        // ... a fast one in between starts the count again ...
+        pace.observe(fast);
+        pace.observe(slow);
+        assert!(pace.fast);
+        // ... and a second slow one in a row turns it slow.
+        pace.observe(slow);
+        assert!(!pace.fast);
+        pace.observe(fast);
+        assert!(pace.fast);
+    }
+
+    #[test]
     fn batches_are_bounded_in_bytes_and_length() {
         assert_eq!(max_batch_len::<u64>(), 512 * 1024);
         assert_eq!(max_batch_len::<()>(), MAX_BATCH_LEN);
